@@ -1,0 +1,32 @@
+# `make demo` and `make test` set everything up on first use (a .venv beside this file).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint install clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install everything
+
+demo: $(STAMP)  ## the main job end to end, on CPU, in minutes
+	$(BIN)/fetal-keras demo --out results/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check fetal_keras tests benchmarks
+	$(BIN)/ruff format --check fetal_keras tests benchmarks
+
+test: lint  ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-fast: lint  ## the fast tests only
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``fetal-keras`` command line: one module per sub-command, wired together in ``main``."""

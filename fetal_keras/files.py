@@ -1,0 +1,51 @@
+"""Atomic file writing: a result is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Args:
+        path: final file path. Its folder must exist.
+        suffix: suffix of the temporary file (default: the final file's full suffix, e.g. ``.nii.gz``,
+            so that writers that choose a format by extension still work).
+
+    Yields:
+        The temporary path to write to.
+
+    Raises:
+        FileNotFoundError: if the folder of ``path`` does not exist.
+        PermissionError: if the folder is not writable.
+    """
+    final = Path(path)
+    if not final.parent.is_dir():
+        raise FileNotFoundError(f"Output folder {final.parent} does not exist.")
+    suffix = "".join(final.suffixes) if suffix is None else suffix
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        yield temporary
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def ensure_not_input(output: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
+    """Refuse to write ``output`` when it is one of the ``inputs`` (same file, whatever the spelling).
+
+    Raises:
+        ValueError: naming the input that would be overwritten.
+    """
+    output_path = Path(output).expanduser().resolve()
+    for candidate in inputs:
+        if Path(candidate).expanduser().resolve() == output_path:
+            raise ValueError(f"Refusing to write {output}: it is an input file ({candidate}) and would be overwritten.")

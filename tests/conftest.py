@@ -1,0 +1,65 @@
+"""Tiny synthetic NIfTI stacks and cohorts written in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_unlabelled"
+
+OBLIQUE = (1.0, 0.0, 0.0, 0.0, 0.9191353496172178, -0.3939418793750879, 0.0, 0.3939418854146319, 0.9191353522057694)
+
+
+def write_volume(
+    path: Path,
+    array_zyx: np.ndarray,
+    spacing=(1.0, 1.0, 3.0),
+    origin=(0.0, 0.0, 0.0),
+    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+) -> Path:
+    """Write ``array_zyx`` as an image file with the given geometry (x, y, z order)."""
+    image = sitk.GetImageFromArray(array_zyx)
+    if array_zyx.ndim == 3:  # 2D/4D files (for error tests) keep SimpleITK's default geometry
+        image.SetSpacing(spacing)
+        image.SetOrigin(origin)
+        image.SetDirection(direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def synthetic_pair(shape=(5, 12, 10), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """An int16 image with a bright ellipsoid and its uint8 label map (value 2 = brain, 9 = elsewhere)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    centre = np.array(shape) / 2
+    inside = ((z - centre[0]) / (shape[0] / 3)) ** 2 + ((y - centre[1]) / (shape[1] / 4)) ** 2 + (
+        (x - centre[2]) / (shape[2] / 4)
+    ) ** 2 < 1
+    image = (rng.normal(100, 10, shape) + 200 * inside).astype(np.int16)
+    labels = np.where(inside, 2, 0).astype(np.uint8)
+    labels[0, 0, :3] = 9
+    return image, labels
+
+
+@pytest.fixture
+def write_cohort(tmp_path):
+    """Factory: write ``n`` labelled stacks and a cohort CSV with relative paths; return the CSV path."""
+
+    def make(n: int = 4, folder: str = "cohort", ids: list[str] | None = None, **geometry) -> Path:
+        root = tmp_path / folder
+        ids = ids or [f"sub-{i:02d}" for i in range(n)]
+        lines = ["iFIND_id,image,segmentation"]
+        for i, stack_id in enumerate(ids):
+            image, labels = synthetic_pair(seed=i)
+            write_volume(root / "images" / f"{stack_id}.nii.gz", image, **geometry)
+            write_volume(root / "segmentations" / f"{stack_id}.nii.gz", labels, **geometry)
+            lines.append(f"{stack_id},images/{stack_id}.nii.gz,segmentations/{stack_id}.nii.gz")
+        csv = root / "cohort.csv"
+        csv.write_text("\n".join(lines) + "\n")
+        return csv
+
+    return make
