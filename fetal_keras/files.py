@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -31,6 +37,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     suffix = "".join(final.suffixes) if suffix is None else suffix
     handle, temporary_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
     os.close(handle)
+    os.chmod(temporary_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; results should be readable as usual
     temporary = Path(temporary_name)
     try:
         yield temporary

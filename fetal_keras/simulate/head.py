@@ -1,0 +1,136 @@
+"""The fetal head on a regular grid in the fetal frame: brain tissues from the ICBM prior, CSF, skull and scalp.
+
+Fetal frame: millimetres, origin at the centre of the brain, axes as the ICBM template's physical (LPS) axes:
+x towards the fetus's left, y posterior, z superior. The adult maps are scaled to the fetus's brain size, warped
+by a random smooth (B-spline) deformation so no two brains are alike, and their folding is smoothed away in
+proportion to immaturity (``HeadBiometry.folding_sigma_mm``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from fetal_keras.simulate.growth import HeadBiometry
+from fetal_keras.simulate.priors import load_brain_prior
+from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    """Tissue labels of one fetal head, ``[z, y, x]`` uint8 ``Tissue`` values, on an axis-aligned fetal-frame grid.
+
+    ``origin_mm`` is the (x, y, z) position of voxel [0, 0, 0]; ``spacing_mm`` is isotropic.
+    """
+
+    labels: np.ndarray
+    origin_mm: np.ndarray
+    spacing_mm: float
+    biometry: HeadBiometry
+
+    @property
+    def brain_volume_ml(self) -> float:
+        """Volume of the brain mask (parenchyma and ventricles) in millilitres."""
+        return float(np.isin(self.labels, BRAIN_TISSUES).sum() * self.spacing_mm**3 / 1000.0)
+
+    def brain_extent_mm(self) -> np.ndarray:
+        """Extent (x, y, z) of the brain mask in mm."""
+        voxels = np.argwhere(np.isin(self.labels, BRAIN_TISSUES))
+        return (voxels.max(0) - voxels.min(0) + 1)[::-1] * self.spacing_mm
+
+
+def _reference_grid(extent_mm: np.ndarray, spacing_mm: float) -> sitk.Image:
+    size = np.ceil(extent_mm / spacing_mm).astype(int) + 1
+    grid = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
+    grid.SetSpacing([spacing_mm] * 3)
+    grid.SetOrigin([float(v) for v in -(size - 1) / 2 * spacing_mm])
+    return grid
+
+
+def _fetal_to_adult(grid: sitk.Image, biometry: HeadBiometry, rng: np.random.Generator) -> sitk.Transform:
+    """Map fetal-frame points to the adult template: random smooth warp, then scaling to the adult brain."""
+    prior = load_brain_prior()
+    scale = np.asarray(prior.size_mm) / np.asarray(biometry.brain_size_mm)
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix([float(v) for v in np.diag(scale).ravel()])
+    affine.SetTranslation(prior.centre_mm)
+    warp = sitk.BSplineTransformInitializer(grid, [4, 4, 4], 3)
+    amplitude_mm = 0.03 * float(np.mean(biometry.brain_size_mm))
+    warp.SetParameters([float(v) for v in rng.normal(0.0, amplitude_mm, warp.GetNumberOfParameters())])
+    return sitk.CompositeTransform([affine, warp])
+
+
+def _distance(mask: sitk.Image, inside_positive: bool) -> np.ndarray:
+    """Euclidean distance (mm) to the mask's boundary: positive inside or outside as asked, negative elsewhere."""
+    distance = sitk.SignedMaurerDistanceMap(
+        mask, insideIsPositive=inside_positive, squaredDistance=False, useImageSpacing=True
+    )
+    return sitk.GetArrayFromImage(distance)
+
+
+def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(grid)
+    return image
+
+
+def _large_components(mask: np.ndarray, grid: sitk.Image, min_fraction: float = 0.05) -> np.ndarray:
+    """Keep the connected parts of ``mask`` holding at least ``min_fraction`` of its voxels (drops deep sulci)."""
+    if not mask.any():
+        return mask
+    components = sitk.RelabelComponent(
+        sitk.ConnectedComponent(_as_image(mask.astype(np.uint8), grid)), int(min_fraction * mask.sum())
+    )
+    return sitk.GetArrayFromImage(components) > 0
+
+
+def build_head(biometry: HeadBiometry, rng: np.random.Generator, spacing_mm: float) -> HeadModel:
+    """Build one fetal head.
+
+    Args:
+        biometry: the fetus's head sizes (see ``growth.draw_head_biometry``).
+        rng: the subject's random generator (deformation).
+        spacing_mm: isotropic grid spacing in mm (0.6-1.2; finer is slower).
+
+    Returns:
+        The head's tissue labels in the fetal frame.
+    """
+    layers_mm = biometry.extra_axial_csf_mm + biometry.skull_mm + biometry.scalp_mm
+    grid = _reference_grid(np.asarray(biometry.brain_size_mm) * 1.12 + 2 * layers_mm + 6.0, spacing_mm)
+    prior = load_brain_prior()
+    transform = _fetal_to_adult(grid, biometry, rng)
+    grey_image = sitk.Resample(prior.grey, grid, transform, sitk.sitkLinear, 0.0)
+    white_image = sitk.Resample(prior.white, grid, transform, sitk.sitkLinear, 0.0)
+    grey, white = sitk.GetArrayFromImage(grey_image), sitk.GetArrayFromImage(white_image)
+    tissue_image = grey_image + white_image
+
+    hull_image = sitk.BinaryFillhole(sitk.SmoothingRecursiveGaussian(tissue_image, 2.5) > 0.35)
+    hull_depth = _distance(hull_image, inside_positive=True)
+    hull = hull_depth > 0
+    ventricles = _large_components(hull & (grey + white < 0.3) & (hull_depth > 0.12 * biometry.brain_size_mm[0]), grid)
+    if biometry.ventricle_dilation_mm > 0 and ventricles.any():
+        to_ventricles = _distance(_as_image(ventricles.astype(np.uint8), grid), inside_positive=False)
+        ventricles |= (to_ventricles <= biometry.ventricle_dilation_mm) & (hull_depth > 3.0)
+
+    folded = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(tissue_image, biometry.folding_sigma_mm))
+    brain_image = sitk.BinaryFillhole(_as_image(((hull & (folded > 0.5)) | ventricles).astype(np.uint8), grid))
+    brain = sitk.GetArrayFromImage(brain_image).astype(bool)
+    ventricles &= brain
+    brain_depth = _distance(brain_image, inside_positive=True)
+    to_ventricles = _distance(_as_image(ventricles.astype(np.uint8), grid), inside_positive=False)
+
+    labels = np.full(brain.shape, Tissue.AIR, dtype=np.uint8)
+    outside_hull = -hull_depth
+    labels[outside_hull <= layers_mm] = Tissue.SCALP
+    labels[outside_hull <= biometry.extra_axial_csf_mm + biometry.skull_mm] = Tissue.SKULL
+    labels[outside_hull <= biometry.extra_axial_csf_mm] = Tissue.EXTRA_AXIAL_CSF
+    labels[brain] = Tissue.WHITE_MATTER
+    parenchyma = brain & ~ventricles
+    labels[parenchyma & (grey > white) & (brain_depth > 3 * biometry.cortex_mm)] = Tissue.DEEP_GREY
+    labels[parenchyma & (to_ventricles <= biometry.germinal_matrix_mm)] = Tissue.GERMINAL_MATRIX
+    labels[parenchyma & (brain_depth <= biometry.cortex_mm)] = Tissue.CORTEX
+    labels[ventricles] = Tissue.VENTRICLE
+    origin = np.asarray(grid.GetOrigin())
+    return HeadModel(labels=labels, origin_mm=origin, spacing_mm=spacing_mm, biometry=biometry)
