@@ -14,8 +14,8 @@ from scipy import ndimage
 
 from fetal_keras.simulate.growth import uterus_semi_axes_mm
 from fetal_keras.simulate.head import HeadModel
-from fetal_keras.simulate.shapes import Ellipsoid, ellipsoid, paint, rotation_between, rotation_matrix
-from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue
+from fetal_keras.simulate.shapes import Ellipsoid, ellipsoid, rotation_between, rotation_matrix
+from fetal_keras.simulate.tissues import Tissue
 
 _TEXTURE_GRID = 48  # voxels per side of the periodic texture volumes
 
