@@ -45,7 +45,7 @@ def simulated_vs_real_figure(
         The paths written.
     """
     rows = len(ages_weeks) + len(real_stacks)
-    figure, axes = plt.subplots(rows, 3, figsize=(10, 3.2 * rows))
+    figure, axes = plt.subplots(rows, 3, figsize=(10, 3.2 * rows), squeeze=False)
     for row, age in enumerate(ages_weeks):
         settings = SimulationSettings(subjects=1, seed=seed + row, preset=preset, ga_range_weeks=(age, age))
         stack = simulate_stack(settings, simulate_subject(settings, 0), row)
