@@ -17,7 +17,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from fetal_keras.files import atomic_output
-from fetal_keras.nifti1 import copy_spatial_fields, nonfinite_counts, read_nifti1_header, truncation_problem
+from fetal_keras.nifti1 import (
+    NIFTI1_HEADER_BYTES,
+    copy_spatial_fields,
+    nonfinite_counts,
+    read_nifti1_header,
+    truncation_problem,
+)
 
 
 class StackReadError(ValueError):
@@ -230,21 +236,34 @@ def write_like(array: np.ndarray, geometry: StackGeometry, path: str | Path) -> 
     image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
     copy_header = geometry.nifti1_header is not None and path.name.endswith((".nii", ".nii.gz"))
     with atomic_output(path) as temporary:
-        if not copy_header:
+        if copy_header:
+            _write_with_stack_header(image, geometry, temporary)
+        else:
             sitk.WriteImage(image, str(temporary), useCompression=True)
-            return path
-        uncompressed = temporary.with_name(temporary.name.removesuffix(".gz").removesuffix(".nii") + ".raw.nii")
-        try:
-            sitk.WriteImage(image, str(uncompressed), useCompression=False)
-            copy_spatial_fields(geometry.nifti1_header, uncompressed)
-            if path.name.endswith(".gz"):
-                with open(uncompressed, "rb") as source, gzip.open(temporary, "wb", compresslevel=6) as target:
-                    shutil.copyfileobj(source, target)
-            else:
-                uncompressed.replace(temporary)
-        finally:
-            uncompressed.unlink(missing_ok=True)
     return path
+
+
+def _write_with_stack_header(image: sitk.Image, geometry: StackGeometry, path: Path) -> None:
+    """Write ``image`` as NIfTI-1 at ``path`` carrying the geometry fields of ``geometry.nifti1_header``.
+
+    The copied header must describe ``geometry`` (it would not if a caller replaced the spacing of a geometry
+    read from a file); otherwise the file keeps SimpleITK's own header for ``geometry``.
+    """
+    uncompressed = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".raw.nii")
+    try:
+        sitk.WriteImage(image, str(uncompressed), useCompression=False)
+        written_header = uncompressed.read_bytes()[:NIFTI1_HEADER_BYTES]
+        copy_spatial_fields(geometry.nifti1_header, uncompressed)
+        if read_geometry(uncompressed).differences(geometry):
+            with open(uncompressed, "r+b") as stream:
+                stream.write(written_header)
+        if path.name.endswith(".gz"):
+            with open(uncompressed, "rb") as source, gzip.open(path, "wb", compresslevel=6) as target:
+                shutil.copyfileobj(source, target)
+        else:
+            uncompressed.replace(path)
+    finally:
+        uncompressed.unlink(missing_ok=True)
 
 
 def write_mask(mask: np.ndarray, geometry: StackGeometry, path: str | Path) -> Path:

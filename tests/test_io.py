@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 
 import numpy as np
@@ -48,6 +49,16 @@ def test_mask_keeps_qform_and_sform_codes(tmp_path):
     assert stack.geometry.metadata["qform_code_name"] == "NIFTI_XFORM_ALIGNED_ANAT"
     assert mask.geometry.metadata["qform_code_name"] == "NIFTI_XFORM_ALIGNED_ANAT"
     assert mask.geometry.metadata["sform_code_name"] == stack.geometry.metadata["sform_code_name"]
+
+
+def test_a_changed_geometry_is_written_not_the_stale_header(tmp_path):
+    image, labels = synthetic_pair()
+    stack = read_stack(write_volume(tmp_path / "stack.nii.gz", image, direction=OBLIQUE))
+    resampled = dataclasses.replace(stack.geometry, spacing_mm=(2.0, 2.0, 6.0))
+
+    write_mask(labels > 0, resampled, tmp_path / "mask.nii.gz")
+
+    assert read_stack(tmp_path / "mask.nii.gz").geometry.spacing_mm == (2.0, 2.0, 6.0)
 
 
 def test_array_is_z_y_x_with_slices_first(tmp_path):
