@@ -1,0 +1,176 @@
+"""Per-stack preprocessing, done once when a cohort is loaded: label mapping, resampling, whitening, padding.
+
+The original whitened the whole volume, background included: ``(x - mean) / (std + 1e-8)``. Percentile clipping
+before whitening is an option (robust to a few very bright voxels such as vessels or fat). In-plane resampling to a
+target spacing is optional and off by default, as in the original: native resolution keeps every detail of
+the scanner's grid, while a common spacing makes a 128-pixel slab cover the same field of view in every stack
+(fetal heads of one age then look the same size) at the cost of interpolating every stack. Stacks smaller than a
+slab are padded with their background, never rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from tqdm.auto import tqdm
+
+from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.io import StackGeometry, read_stack
+from fetal_keras.labels import brain_mask_from_labels, label_value_problem
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How each stack is prepared.
+
+    Attributes:
+        clip_percentiles: clip intensities to these percentiles before whitening; None: no clipping (original).
+        target_spacing_mm: resample in-plane to this spacing (mm); None: keep the native grid (original).
+        min_shape: pad ``[z, y, x]`` up to at least this shape (a slab: 3 x 128 x 128).
+        brain_labels: label values that count as brain; None: any non-zero label.
+    """
+
+    clip_percentiles: tuple[float, float] | None = None
+    target_spacing_mm: float | None = None
+    min_shape: tuple[int, int, int] = (3, 128, 128)
+    brain_labels: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PreparedStack:
+    """A stack ready for sampling: whitened float16 image and uint8 brain mask, ``[z, y, x]``, padded.
+
+    ``valid`` is the region of the arrays that holds the stack (the rest is padding); ``geometry`` is the grid of
+    the unpadded arrays (the file's own grid unless resampled) and ``source_geometry`` the file's grid.
+    """
+
+    stack_id: str
+    image: np.ndarray
+    labels: np.ndarray | None
+    valid: tuple[slice, slice, slice]
+    geometry: StackGeometry
+    source_geometry: StackGeometry
+
+    @property
+    def unpadded_image(self) -> np.ndarray:
+        """The image without padding, on ``geometry``'s grid."""
+        return self.image[self.valid]
+
+    @property
+    def unpadded_labels(self) -> np.ndarray | None:
+        """The brain mask without padding, or None for an unlabelled stack."""
+        return None if self.labels is None else self.labels[self.valid]
+
+
+def whiten(image: np.ndarray, clip_percentiles: tuple[float, float] | None = None) -> np.ndarray:
+    """Whole-volume whitening ``(x - mean) / (std + 1e-8)`` in float32, optionally after percentile clipping."""
+    image = image.astype(np.float32)
+    if clip_percentiles is not None:
+        image = np.clip(image, *np.percentile(image, clip_percentiles))
+    return (image - image.mean()) / (image.std() + 1e-8)
+
+
+def resample_in_plane(image: sitk.Image, spacing_mm: float, is_label: bool) -> sitk.Image:
+    """Resample the in-plane axes of a stack to ``spacing_mm`` (slices untouched): linear, or nearest for labels."""
+    old_spacing, old_size = np.array(image.GetSpacing()), np.array(image.GetSize())
+    new_spacing = np.array([spacing_mm, spacing_mm, old_spacing[2]])
+    new_size = np.maximum(np.round(old_size * old_spacing / new_spacing), 1).astype(int)
+    new_size[2] = old_size[2]
+    # Keep the centre of the field of view: the first voxel centre moves by half the change of voxel size.
+    origin = np.array(image.GetOrigin()) + np.array(image.GetDirection()).reshape(3, 3) @ (
+        (new_spacing - old_spacing) / 2 * [1, 1, 0]
+    )
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    return sitk.Resample(
+        image,
+        [int(v) for v in new_size],
+        sitk.Transform(),
+        interpolator,
+        origin.tolist(),
+        new_spacing.tolist(),
+        image.GetDirection(),
+        0.0,
+        image.GetPixelID(),
+    )
+
+
+def _resampled(array: np.ndarray, geometry: StackGeometry, spacing_mm: float, is_label: bool):
+    image = geometry.apply_to(sitk.GetImageFromArray(array))
+    resampled = resample_in_plane(image, spacing_mm, is_label)
+    grid = StackGeometry(
+        size=tuple(resampled.GetSize()),
+        spacing_mm=tuple(resampled.GetSpacing()),
+        origin_mm=tuple(resampled.GetOrigin()),
+        direction=tuple(resampled.GetDirection()),
+    )
+    return sitk.GetArrayFromImage(resampled), grid
+
+
+def pad_to(array: np.ndarray, min_shape: Sequence[int], value: float) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Pad ``array`` symmetrically up to at least ``min_shape`` with ``value``; return it and the original region."""
+    before = [max(0, (m - n) // 2) for n, m in zip(array.shape, min_shape, strict=True)]
+    after = [max(0, m - n - b) for n, m, b in zip(array.shape, min_shape, before, strict=True)]
+    padded = np.pad(array, list(zip(before, after, strict=True)), constant_values=value)
+    return padded, tuple(slice(b, b + n) for b, n in zip(before, array.shape, strict=True))
+
+
+def prepare_stack(
+    stack_id: str, image_path: str | Path, segmentation_path: str | Path | None, config: PreprocessConfig
+) -> PreparedStack:
+    """Read, check, resample, whiten and pad one stack (and its brain mask).
+
+    Raises:
+        FileNotFoundError: if a file is missing.
+        ValueError: naming the file, if it is unreadable, holds NaNs or a constant image, or the segmentation's
+            grid or label values are wrong.
+    """
+    stack = read_stack(image_path)
+    if not np.isfinite(stack.array).all():
+        raise ValueError(f"{image_path} holds NaN or infinite intensities.")
+    if stack.array.min() == stack.array.max():
+        raise ValueError(f"{image_path}: every voxel has the same intensity {stack.array.flat[0]}.")
+    brain = None
+    if segmentation_path:
+        segmentation = read_stack(segmentation_path)
+        differences = stack.geometry.differences(segmentation.geometry)
+        if differences:
+            raise ValueError(f"{segmentation_path} does not match the grid of {image_path}: " + "; ".join(differences))
+        problem = label_value_problem(segmentation.array)
+        if problem:
+            raise ValueError(f"{segmentation_path}: {problem}.")
+        brain = brain_mask_from_labels(segmentation.array, config.brain_labels)
+    image, geometry = stack.array, stack.geometry
+    if config.target_spacing_mm is not None:
+        image, geometry = _resampled(image.astype(np.float32), stack.geometry, config.target_spacing_mm, False)
+        if brain is not None:
+            brain, _ = _resampled(brain, stack.geometry, config.target_spacing_mm, True)
+    image = whiten(image, config.clip_percentiles)
+    image, valid = pad_to(image, config.min_shape, float(image.min()))
+    if brain is not None:
+        brain, _ = pad_to(brain, config.min_shape, 0)
+    return PreparedStack(stack_id, image.astype(np.float16), brain, valid, geometry, stack.geometry)
+
+
+def load_stacks(
+    cohort: str | Path | pd.DataFrame, config: PreprocessConfig, require_labels: bool = True, progress: bool = True
+) -> list[PreparedStack]:
+    """Prepare every stack of a cohort CSV (or an already read cohort table), with a progress bar.
+
+    Raises:
+        ValueError: naming the CSV line and file of the first stack that cannot be prepared.
+    """
+    table = cohort if isinstance(cohort, pd.DataFrame) else read_cohort(cohort, require_segmentation=require_labels)
+    prepared = []
+    for line, row in tqdm(
+        table.iterrows(), total=len(table), desc="loading stacks", unit="stack", disable=not progress
+    ):
+        try:
+            prepared.append(prepare_stack(row[ID_COLUMN], row[IMAGE_COLUMN], row[SEGMENTATION_COLUMN] or None, config))
+        except (ValueError, FileNotFoundError) as error:
+            raise type(error)(f"line {line} (iFIND_id {row[ID_COLUMN]!r}): {error}") from None
+    return prepared

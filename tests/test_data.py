@@ -1,0 +1,150 @@
+"""The tf.data pipeline: shapes, class balance, aligned augmentation, padding, determinism, modes."""
+
+import numpy as np
+import pytest
+from conftest import write_volume
+from scipy import ndimage
+
+from fetal_keras.augment import AugmentConfig, slice_transforms
+from fetal_keras.data import (
+    SamplingConfig,
+    patch_dataset,
+    read_train_and_validation,
+    training_dataset,
+    whole_stack_dataset,
+)
+from fetal_keras.preprocess import PreprocessConfig, load_stacks, prepare_stack
+
+NO_SHUFFLE = {"shuffle_buffer": 0}
+
+
+def _blob_stack(tmp_path, name="blob", shape=(8, 150, 140), seed=0):
+    """A stack whose label is exactly ``image > 0.5`` of a smooth image: geometric augmentation must keep that."""
+    rng = np.random.default_rng(seed)
+    image = ndimage.gaussian_filter(rng.normal(size=shape), sigma=(1, 8, 8))
+    image = (image - image.min()) / (image.max() - image.min())
+    labels = (image > 0.5).astype(np.uint8)
+    write_volume(tmp_path / f"{name}.nii.gz", image.astype(np.float32))
+    write_volume(tmp_path / f"{name}_seg.nii.gz", labels)
+    stack = prepare_stack(name, tmp_path / f"{name}.nii.gz", tmp_path / f"{name}_seg.nii.gz", PreprocessConfig())
+    threshold = (0.5 - image.mean()) / (image.std() + 1e-8)
+    return stack, threshold
+
+
+@pytest.fixture(scope="module")
+def cohort_stacks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cohort")
+    return [_blob_stack(folder, f"s{i}", seed=i)[0] for i in range(3)]
+
+
+def test_batches_have_the_model_shapes_and_dtypes(cohort_stacks):
+    slabs, labels = next(iter(training_dataset(cohort_stacks, batch_size=4)))
+    assert slabs.shape == (4, 3, 128, 128, 1) and slabs.dtype.name == "float32"
+    assert labels.shape == (4, 3, 128, 128) and labels.dtype.name == "int32"
+    assert set(np.unique(labels)) <= {0, 1}
+
+
+@pytest.fixture(scope="module")
+def central_brain_stacks(tmp_path_factory):
+    """Stacks much larger than a slab with a brain in the middle, so clamping never moves a centre."""
+    folder = tmp_path_factory.mktemp("central")
+    z, y, x = np.indices((9, 300, 320))
+    stacks = []
+    for i in range(2):
+        brain = ((y - 150) / 40.0) ** 2 + ((x - 160 - 10 * i) / 50.0) ** 2 < 1
+        image = ndimage.gaussian_filter(brain * 100.0 + np.random.default_rng(i).normal(50, 5, brain.shape), 1)
+        write_volume(folder / f"{i}.nii.gz", image.astype(np.float32))
+        write_volume(folder / f"{i}_seg.nii.gz", brain.astype(np.uint8))
+        stacks.append(prepare_stack(str(i), folder / f"{i}.nii.gz", folder / f"{i}_seg.nii.gz", PreprocessConfig()))
+    return stacks
+
+
+@pytest.mark.parametrize("brain_fraction", [0.5, 0.3])
+def test_slab_centres_are_class_balanced(central_brain_stacks, brain_fraction):
+    sampling = SamplingConfig(slabs_per_stack=20, brain_fraction=brain_fraction)
+    dataset = training_dataset(central_brain_stacks, 20, sampling, AugmentConfig.none(), **NO_SHUFFLE)
+    centres = np.concatenate([labels[:, 1, 64, 64] for _, labels in dataset.take(6)])
+    assert centres.mean() == pytest.approx(brain_fraction, abs=0.05)
+
+
+def test_geometric_augmentation_keeps_image_and_labels_aligned(tmp_path):
+    stack, threshold = _blob_stack(tmp_path)
+    geometric_only = AugmentConfig(
+        flip_probability=0.5,
+        offset_sigma=0.0,
+        gamma_log_sigma=0.0,
+        contrast_range=(1.0, 1.0),
+        bias_amplitude=0.0,
+        noise_sigma_max=0.0,
+        slice_dropout_probability=0.0,
+        slice_shift_px=6.0,
+        slice_rotation_deg=10.0,
+    )
+    dataset = training_dataset([stack], 8, SamplingConfig(brain_fraction=0.5), geometric_only, seed=3)
+    for slabs, labels in dataset.take(3):
+        shown = slabs.numpy()[..., 0] > threshold
+        truth = labels.numpy() == 1
+        dice = 2 * (shown & truth).sum() / (shown.sum() + truth.sum())
+        assert dice > 0.95
+
+
+def test_slice_wise_motion_moves_each_slice_differently():
+    import tensorflow as tf
+
+    seed = tf.constant([1, 2], tf.int64)
+    still = slice_transforms(seed, AugmentConfig(slice_shift_px=0.0, slice_rotation_deg=0.0), 200, 128).numpy()
+    moving = slice_transforms(seed, AugmentConfig(slice_shift_px=3.0, slice_rotation_deg=4.0), 200, 128).numpy()
+    assert np.allclose(still[0], still[1]) and np.allclose(still[1], still[2])
+    assert not np.allclose(moving[0], moving[1])
+
+
+def test_same_seed_same_batches_other_seed_other_batches(cohort_stacks):
+    def first(seed):
+        return next(iter(training_dataset(cohort_stacks, 4, seed=seed)))[0].numpy()
+
+    np.testing.assert_array_equal(first(5), first(5))
+    assert not np.array_equal(first(5), first(6))
+
+
+def test_small_stacks_are_padded_and_sampled(tmp_path, write_cohort):
+    stacks = load_stacks(write_cohort(2), PreprocessConfig(), progress=False)
+    slabs, labels = next(iter(training_dataset(stacks, 4)))
+    assert slabs.shape == (4, 3, 128, 128, 1) and labels.numpy().sum() > 0
+
+
+def test_patch_mode_is_one_deterministic_pass(cohort_stacks):
+    sampling = SamplingConfig(slabs_per_stack=4)
+    first = [s.numpy() for s, _ in patch_dataset(cohort_stacks, 5, sampling)]
+    again = [s.numpy() for s, _ in patch_dataset(cohort_stacks, 5, sampling)]
+    assert sum(len(batch) for batch in first) == 12
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_whole_stack_mode_returns_each_stack_on_its_own_grid(tmp_path, write_cohort):
+    stacks = load_stacks(write_cohort(2), PreprocessConfig(), progress=False)
+    for image, labels, index in whole_stack_dataset(stacks):
+        stack = stacks[int(index)]
+        assert image.shape == (5, 12, 10, 1) and labels.shape == (5, 12, 10)
+        assert stack.geometry == stack.source_geometry and stack.geometry.shape_zyx == (5, 12, 10)
+        np.testing.assert_array_equal(labels.numpy(), stack.unpadded_labels)
+
+
+def test_train_and_validation_may_not_share_a_subject(write_cohort, tmp_path):
+    csv = write_cohort(4)
+    rows = csv.read_text().splitlines()
+    (csv.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
+    (csv.parent / "val.csv").write_text("\n".join([rows[0], rows[3], rows[4]]) + "\n")
+    with pytest.raises(ValueError, match="Subject leak: train .* and validation .* share 1 iFIND_id"):
+        read_train_and_validation(csv.parent / "train.csv", csv.parent / "val.csv")
+    (csv.parent / "val.csv").write_text("\n".join([rows[0], rows[4]]) + "\n")
+    train, validation = read_train_and_validation(csv.parent / "train.csv", csv.parent / "val.csv")
+    assert len(train) == 3 and len(validation) == 1
+
+
+def test_unlabelled_stacks_cannot_be_sampled(tmp_path, write_cohort):
+    csv = write_cohort(1)
+    csv.write_text("iFIND_id,image,segmentation\nsub-00,images/sub-00.nii.gz,\n")
+    stacks = load_stacks(csv, PreprocessConfig(), require_labels=False, progress=False)
+    with pytest.raises(ValueError, match="without a segmentation"):
+        training_dataset(stacks)
