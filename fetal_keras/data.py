@@ -1,10 +1,11 @@
 """``tf.data`` pipelines of ``[3, 128, 128]`` slabs (3 adjacent slices as depth) from prepared stacks.
 
 Stacks are decoded and preprocessed once (``fetal_keras.preprocess``) and held in memory as one flat float16
-image tensor and one uint8 label tensor. Each training element is drawn by TensorFlow ops only: pick a stack and
-a slab centre (class-balanced: a fraction centred on a random brain voxel, the rest on background), gather a crop
-around it, augment (``fetal_keras.augment``). Element ``i`` depends only on ``(seed, i)``, so datasets are
-reproducible whatever the parallelism.
+image tensor and one uint8 label tensor. Each batch is drawn by vectorised TensorFlow ops only: pick stacks and
+slab centres (class-balanced: a fraction centred on a random brain voxel, the rest on background), compute the
+augmented sampling points (``fetal_keras.augment``), gather image (bilinear) and labels (nearest) there, then
+augment intensities. Batch ``k`` depends only on ``(seed, k)``, so datasets are reproducible whatever the
+parallelism.
 
 Modes:
 - :func:`training_dataset`: endless, augmented, shuffled, batched ``(slabs [b, 3, 128, 128, 1] float32,
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from fetal_keras.augment import AugmentConfig, flip, intensity, slice_transforms, transform_slab
+from fetal_keras.augment import AugmentConfig, intensity, sampling_points
 from fetal_keras.cohort import read_cohort
 from fetal_keras.preprocess import PreparedStack
 from fetal_keras.splits import ensure_disjoint
@@ -82,72 +83,109 @@ class StackBank:
         self.labels = tf.constant(np.concatenate([stack.labels.ravel() for stack in stacks]))
 
 
-def _random_index(seed: tf.Tensor, count: tf.Tensor, shape=()) -> tf.Tensor:
-    """Uniform integers in [0, count) (int64)."""
-    draw = tf.random.stateless_uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float64)
+def _random_index(seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Uniform integers in [0, count) (int64), one per entry of ``count``."""
+    draw = tf.random.stateless_uniform(tf.shape(count), seed, dtype=tf.float64)
     return tf.minimum(tf.cast(draw * tf.cast(count, tf.float64), tf.int64), count - 1)
 
 
-def _centre(bank: StackBank, stack: tf.Tensor, on_brain: tf.Tensor, seed: tf.Tensor, tries: int) -> tf.Tensor:
-    """Flat index (within its stack) of a slab centre: a random brain voxel, or a random background voxel."""
-    brain_seed, background_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    brain_pick = bank.brain_voxels[
-        bank.brain_offsets[stack] + _random_index(brain_seed, tf.maximum(bank.brain_counts[stack], 1))
-    ]
-    candidates = _random_index(background_seed, bank.sizes[stack], (tries,))
-    is_background = tf.equal(tf.gather(bank.labels, bank.offsets[stack] + candidates), 0)
-    background_pick = candidates[tf.argmax(tf.cast(is_background, tf.int32), output_type=tf.int64)]
-    use_brain = on_brain & (bank.brain_counts[stack] > 0)
-    return tf.where(use_brain, brain_pick, background_pick)
+def _centres(bank: StackBank, stacks: tf.Tensor, on_brain: tf.Tensor, seed: tf.Tensor, tries: int) -> tf.Tensor:
+    """Slab centres ``[b, 3]`` (z, y, x): a random brain voxel, or the first of ``tries`` random non-brain voxels."""
+    seeds = tf.random.experimental.stateless_split(seed, 1 + tries)
+    brain_counts = tf.gather(bank.brain_counts, stacks)
+    brain_pick = tf.gather(
+        bank.brain_voxels, tf.gather(bank.brain_offsets, stacks) + _random_index(seeds[0], tf.maximum(brain_counts, 1))
+    )
+    sizes, offsets = tf.gather(bank.sizes, stacks), tf.gather(bank.offsets, stacks)
+    candidates = tf.stack([_random_index(seeds[1 + k], sizes) for k in range(tries)], axis=1)
+    is_background = tf.equal(tf.gather(bank.labels, offsets[:, None] + candidates), 0)
+    first = tf.argmax(tf.cast(is_background, tf.int32), axis=1, output_type=tf.int64)
+    background_pick = tf.gather(candidates, first, batch_dims=1)
+    flat = tf.where(on_brain & (brain_counts > 0), brain_pick, background_pick)
+    shape = tf.gather(bank.shapes, stacks)
+    plane = shape[:, 1] * shape[:, 2]
+    return tf.stack([flat // plane, (flat % plane) // shape[:, 2], flat % shape[:, 2]], axis=1)
 
 
-def _crop(bank: StackBank, stack: tf.Tensor, centre: tf.Tensor, crop: int, slab: int):
-    """Gather a ``[3, crop, crop]`` image and label region around ``centre``, edges replicated."""
-    shape = bank.shapes[stack]
-    depth, height, width = shape[0], shape[1], shape[2]
-    z, rest = centre // (height * width), centre % (height * width)
-    y, x = rest // width, rest % width
-    z = tf.clip_by_value(z, 1, depth - 2)
-    y = tf.clip_by_value(y, slab // 2, height - (slab - slab // 2))
-    x = tf.clip_by_value(x, slab // 2, width - (slab - slab // 2))
-    steps = tf.range(crop, dtype=tf.int64) - crop // 2
-    zz = (z + tf.range(-1, 2, dtype=tf.int64))[:, None, None]
-    yy = tf.clip_by_value(y + steps, 0, height - 1)[None, :, None]
-    xx = tf.clip_by_value(x + steps, 0, width - 1)[None, None, :]
-    flat = bank.offsets[stack] + (zz * height + yy) * width + xx
-    return tf.gather(bank.images, flat), tf.gather(bank.labels, flat)
+def _clamp(centres: tf.Tensor, shape: tf.Tensor, size: int) -> tf.Tensor:
+    """Clamp centres so that an unrotated slab lies inside the (padded) stack, as the original did."""
+    low = tf.constant([1, size // 2, size // 2], tf.int64)
+    high = shape - tf.constant([2, size - size // 2, size - size // 2], tf.int64)
+    return tf.clip_by_value(centres, low, high)
+
+
+def _read(bank: StackBank, stacks, z, y, x, bilinear: bool = True):
+    """Image (bilinear, or nearest when points are on the grid) and labels (nearest) of each slab, edges replicated."""
+    shape = tf.gather(bank.shapes, stacks)[:, None, None, None, :]
+    offsets = tf.gather(bank.offsets, stacks)[:, None, None, None]
+    height, width = shape[..., 1], shape[..., 2]
+    z = z[:, :, None, None]
+
+    def flat(rows, columns):
+        rows = tf.clip_by_value(rows, 0, height - 1)
+        columns = tf.clip_by_value(columns, 0, width - 1)
+        return offsets + (z * height + rows) * width + columns
+
+    nearest = flat(tf.cast(tf.round(y), tf.int64), tf.cast(tf.round(x), tf.int64))
+    labels = tf.cast(tf.gather(bank.labels, nearest), tf.int32)
+    if not bilinear:
+        return tf.cast(tf.gather(bank.images, nearest), tf.float32), labels
+    y0, x0 = tf.floor(y), tf.floor(x)
+    wy, wx = y - y0, x - x0
+    y0, x0 = tf.cast(y0, tf.int64), tf.cast(x0, tf.int64)
+
+    def value(rows, columns):
+        return tf.cast(tf.gather(bank.images, flat(rows, columns)), tf.float32)
+
+    image = (1 - wy) * ((1 - wx) * value(y0, x0) + wx * value(y0, x0 + 1)) + wy * (
+        (1 - wx) * value(y0 + 1, x0) + wx * value(y0 + 1, x0 + 1)
+    )
+    return image, labels
 
 
 def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConfig, seed: int):
-    """A function ``i -> (slab [3, s, s, 1] float32, labels [3, s, s] int32)`` built from TensorFlow ops."""
-    slab = sampling.slab_size
-    crop = augment.crop_size(slab)
+    """A function ``batch indices [b] -> (slabs [b, 3, s, s, 1] float32, labels [b, 3, s, s] int32)``.
+
+    Indices are grouped in rounds of ``slabs_per_stack * stacks``: within a round every stack gives exactly
+    ``slabs_per_stack`` slabs (``brain_slabs_per_stack`` centred on brain), in an order shuffled per round.
+    """
+    size = sampling.slab_size
     per_round = sampling.slabs_per_stack * bank.count
     base_seed = tf.constant([seed, 0x5EED], tf.int64)
+    augmented = augment != AugmentConfig.none()
+    # Without rotation, scaling or slice motion the points fall on the grid: no interpolation needed.
+    on_grid = not (
+        augment.rotation_deg
+        or augment.scale_range != (1.0, 1.0)
+        or augment.slice_shift_px
+        or augment.slice_rotation_deg
+    )
 
-    def sample(index: tf.Tensor):
-        index = tf.cast(index, tf.int64)
-        round_seed = tf.random.experimental.stateless_fold_in(base_seed, index // per_round)
-        order = tf.argsort(tf.random.stateless_uniform((bank.count,), round_seed))
-        slot = index % per_round
-        stack = tf.cast(tf.gather(order, slot // sampling.slabs_per_stack), tf.int64)
-        on_brain = slot % sampling.slabs_per_stack < sampling.brain_slabs_per_stack
-        seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(base_seed, index + 1), 4
+    def sample(indices: tf.Tensor):
+        indices = tf.cast(indices, tf.int64)
+        round_seeds = tf.map_fn(
+            lambda r: tf.random.experimental.stateless_fold_in(base_seed, r),
+            indices // per_round,
+            fn_output_signature=tf.TensorSpec((2,), tf.int64),
         )
-        centre = _centre(bank, stack, on_brain, seeds[0], sampling.background_tries)
-        image, labels = _crop(bank, stack, centre, crop, slab)
-        image = tf.cast(image, tf.float32)
-        if augment.is_geometric:
-            transforms = slice_transforms(seeds[1], augment, crop, slab)
-            image = transform_slab(image, transforms, slab, "BILINEAR")
-            labels = transform_slab(labels, transforms, slab, "NEAREST")
-        if augment.flip_probability:
-            image, labels = flip(image, labels, seeds[2], augment.flip_probability)
-        if augment != AugmentConfig.none():
-            image = intensity(image, seeds[3], augment)
-        image = tf.ensure_shape(image, (3, slab, slab))
-        labels = tf.ensure_shape(tf.cast(labels, tf.int32), (3, slab, slab))
+        orders = tf.map_fn(
+            lambda s: tf.argsort(tf.random.stateless_uniform((per_round,), s)),
+            round_seeds,
+            fn_output_signature=tf.TensorSpec((per_round,), tf.int32),
+        )
+        slots = tf.cast(tf.gather(orders, indices % per_round, batch_dims=1), tf.int64)
+        stacks = slots // sampling.slabs_per_stack
+        on_brain = slots % sampling.slabs_per_stack < sampling.brain_slabs_per_stack
+        seeds = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(base_seed, indices[0] + 1), 3
+        )
+        centres = _clamp(
+            _centres(bank, stacks, on_brain, seeds[0], sampling.background_tries), tf.gather(bank.shapes, stacks), size
+        )
+        z, y, x = sampling_points(centres, seeds[1], augment, size)
+        image, labels = _read(bank, stacks, z, y, x, bilinear=not on_grid)
+        if augmented:
+            image = intensity(image, seeds[2], augment)
         return image[..., tf.newaxis], labels
 
     return sample
@@ -159,19 +197,18 @@ def training_dataset(
     sampling: SamplingConfig | None = None,
     augment: AugmentConfig | None = None,
     seed: int = 42,
-    shuffle_buffer: int = 64,
 ) -> tf.data.Dataset:
-    """Endless dataset of augmented, class-balanced, shuffled batches (original: batch 10, shuffle buffer 64).
+    """Endless dataset of augmented, class-balanced batches (original: batch 10).
 
-    Every ``slabs_per_stack * len(stacks)`` elements form one round in which each stack gives exactly
-    ``slabs_per_stack`` slabs, ``brain_slabs_per_stack`` of them centred on brain (if it has any).
+    Every ``slabs_per_stack * len(stacks)`` slabs form one round in which each stack gives exactly
+    ``slabs_per_stack`` slabs, ``brain_slabs_per_stack`` of them centred on brain (if it has any), in an order
+    shuffled over the whole round (the original needed a shuffle buffer of 64 because it read stack by stack).
+    Batches are drawn whole, with vectorised TensorFlow ops; batch ``k`` depends only on ``seed`` and ``k``.
     """
     sampling = sampling or SamplingConfig()
     sample = make_sampler(StackBank(stacks), sampling, augment or AugmentConfig(), seed)
-    dataset = tf.data.Dataset.counter().map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if shuffle_buffer > 1:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.counter().batch(batch_size)
+    return dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def patch_dataset(
@@ -180,9 +217,8 @@ def patch_dataset(
     """One deterministic pass of unaugmented slabs (``slabs_per_stack`` per stack), for patch-level Dice."""
     sampling = sampling or SamplingConfig()
     sample = make_sampler(StackBank(stacks), sampling, AugmentConfig.none(), seed)
-    dataset = tf.data.Dataset.range(sampling.slabs_per_stack * len(stacks))
-    dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.range(sampling.slabs_per_stack * len(stacks)).batch(batch_size)
+    return dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def whole_stack_dataset(stacks: Sequence[PreparedStack]) -> tf.data.Dataset:

@@ -1,11 +1,13 @@
 """The tf.data pipeline: shapes, class balance, aligned augmentation, padding, determinism, modes."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import write_volume
 from scipy import ndimage
 
-from fetal_keras.augment import AugmentConfig, slice_transforms
+from fetal_keras.augment import AugmentConfig, sampling_points
 from fetal_keras.data import (
     SamplingConfig,
     patch_dataset,
@@ -14,8 +16,6 @@ from fetal_keras.data import (
     whole_stack_dataset,
 )
 from fetal_keras.preprocess import PreprocessConfig, load_stacks, prepare_stack
-
-NO_SHUFFLE = {"shuffle_buffer": 0}
 
 
 def _blob_stack(tmp_path, name="blob", shape=(8, 150, 140), seed=0):
@@ -62,7 +62,7 @@ def central_brain_stacks(tmp_path_factory):
 @pytest.mark.parametrize("brain_fraction", [0.5, 0.3])
 def test_slab_centres_are_class_balanced(central_brain_stacks, brain_fraction):
     sampling = SamplingConfig(slabs_per_stack=20, brain_fraction=brain_fraction)
-    dataset = training_dataset(central_brain_stacks, 20, sampling, AugmentConfig.none(), **NO_SHUFFLE)
+    dataset = training_dataset(central_brain_stacks, 20, sampling, AugmentConfig.none())
     centres = np.concatenate([labels[:, 1, 64, 64] for _, labels in dataset.take(6)])
     assert centres.mean() == pytest.approx(brain_fraction, abs=0.05)
 
@@ -91,11 +91,24 @@ def test_geometric_augmentation_keeps_image_and_labels_aligned(tmp_path):
 def test_slice_wise_motion_moves_each_slice_differently():
     import tensorflow as tf
 
-    seed = tf.constant([1, 2], tf.int64)
-    still = slice_transforms(seed, AugmentConfig(slice_shift_px=0.0, slice_rotation_deg=0.0), 200, 128).numpy()
-    moving = slice_transforms(seed, AugmentConfig(slice_shift_px=3.0, slice_rotation_deg=4.0), 200, 128).numpy()
-    assert np.allclose(still[0], still[1]) and np.allclose(still[1], still[2])
-    assert not np.allclose(moving[0], moving[1])
+    seed, centres = tf.constant([1, 2], tf.int64), tf.constant([[5, 100, 100]], tf.int64)
+    still = AugmentConfig(slice_shift_px=0.0, slice_rotation_deg=0.0)
+    _, y, x = (t.numpy() for t in sampling_points(centres, seed, still, 128))
+    assert np.allclose(y[0, 0], y[0, 1]) and np.allclose(x[0, 1], x[0, 2])
+    z, y, x = (t.numpy() for t in sampling_points(centres, seed, AugmentConfig(), 128))
+    assert not np.allclose(y[0, 0], y[0, 1]) and sorted(z[0]) == [4, 5, 6]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_without_geometric_augmentation_slabs_are_exact_crops(central_brain_stacks, axis):
+    """A stack whose voxels hold their own z, y or x index shows whether slabs are contiguous, unflipped crops."""
+    template = central_brain_stacks[0]
+    coordinate = np.indices(template.image.shape)[axis].astype(np.float16)
+    stack = dataclasses.replace(template, image=coordinate)
+    slabs, _ = next(iter(patch_dataset([stack], 6, SamplingConfig(slabs_per_stack=6))))
+    for slab in slabs.numpy()[..., 0]:
+        steps = np.diff(slab, axis=axis)
+        np.testing.assert_array_equal(steps, 1.0)
 
 
 def test_same_seed_same_batches_other_seed_other_batches(cohort_stacks):
