@@ -27,6 +27,7 @@ from fetal_keras.augment import AugmentConfig, intensity, sampling_points
 from fetal_keras.cohort import read_cohort
 from fetal_keras.preprocess import PreparedStack
 from fetal_keras.splits import ensure_disjoint
+from fetal_keras.stack_bank import StackBank, build_stack_bank
 
 
 @dataclass(frozen=True)
@@ -55,32 +56,6 @@ class SamplingConfig:
     def brain_slabs_per_stack(self) -> int:
         """How many of a stack's slabs are centred on brain."""
         return int(round(self.slabs_per_stack * self.brain_fraction))
-
-
-class StackBank:
-    """Every prepared stack concatenated into flat tensors, with what is needed to index into them."""
-
-    def __init__(self, stacks: Sequence[PreparedStack]):
-        if not stacks:
-            raise ValueError("No stacks to sample from.")
-        missing = [stack.stack_id for stack in stacks if stack.labels is None]
-        if missing:
-            raise ValueError(f"Stacks without a segmentation cannot be sampled for training: {missing[:5]}")
-        shapes = np.array([stack.image.shape for stack in stacks], dtype=np.int64)
-        sizes = shapes.prod(axis=1)
-        brain = [np.flatnonzero(stack.labels).astype(np.int64) for stack in stacks]
-        self.ids = [stack.stack_id for stack in stacks]
-        self.count = len(stacks)
-        self.shapes = tf.constant(shapes)
-        self.offsets = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]))
-        self.sizes = tf.constant(sizes)
-        self.brain_counts = tf.constant(np.array([len(b) for b in brain], dtype=np.int64))
-        self.brain_offsets = tf.constant(
-            np.concatenate([[0], np.cumsum([len(b) for b in brain])[:-1]]).astype(np.int64)
-        )
-        self.brain_voxels = tf.constant(np.concatenate(brain))
-        self.images = tf.constant(np.concatenate([stack.image.ravel() for stack in stacks]))
-        self.labels = tf.constant(np.concatenate([stack.labels.ravel() for stack in stacks]))
 
 
 def _random_index(seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
@@ -191,8 +166,13 @@ def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConf
     return sample
 
 
+def _sampled(indices: tf.data.Dataset, sample) -> tf.data.Dataset:
+    """Map batches of indices to slabs."""
+    return indices.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
 def training_dataset(
-    stacks: Sequence[PreparedStack],
+    stacks: Sequence[PreparedStack] | StackBank,
     batch_size: int = 10,
     sampling: SamplingConfig | None = None,
     augment: AugmentConfig | None = None,
@@ -200,15 +180,17 @@ def training_dataset(
 ) -> tf.data.Dataset:
     """Endless dataset of augmented, class-balanced batches (original: batch 10).
 
+    ``stacks`` is a list of prepared stacks or, for large cohorts, a bank from ``stack_bank.load_stack_bank``.
+
     Every ``slabs_per_stack * len(stacks)`` slabs form one round in which each stack gives exactly
     ``slabs_per_stack`` slabs, ``brain_slabs_per_stack`` of them centred on brain (if it has any), in an order
     shuffled over the whole round (the original needed a shuffle buffer of 64 because it read stack by stack).
     Batches are drawn whole, with vectorised TensorFlow ops; batch ``k`` depends only on ``seed`` and ``k``.
     """
     sampling = sampling or SamplingConfig()
-    sample = make_sampler(StackBank(stacks), sampling, augment or AugmentConfig(), seed)
-    dataset = tf.data.Dataset.counter().batch(batch_size)
-    return dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    bank = stacks if isinstance(stacks, StackBank) else build_stack_bank(stacks)
+    sample = make_sampler(bank, sampling, augment or AugmentConfig(), seed)
+    return _sampled(tf.data.Dataset.counter().batch(batch_size), sample)
 
 
 def patch_dataset(
@@ -216,9 +198,8 @@ def patch_dataset(
 ) -> tf.data.Dataset:
     """One deterministic pass of unaugmented slabs (``slabs_per_stack`` per stack), for patch-level Dice."""
     sampling = sampling or SamplingConfig()
-    sample = make_sampler(StackBank(stacks), sampling, AugmentConfig.none(), seed)
-    dataset = tf.data.Dataset.range(sampling.slabs_per_stack * len(stacks)).batch(batch_size)
-    return dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    sample = make_sampler(build_stack_bank(stacks), sampling, AugmentConfig.none(), seed)
+    return _sampled(tf.data.Dataset.range(sampling.slabs_per_stack * len(stacks)).batch(batch_size), sample)
 
 
 def whole_stack_dataset(stacks: Sequence[PreparedStack]) -> tf.data.Dataset:

@@ -10,7 +10,7 @@ slab are padded with their background, never rejected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,21 +156,35 @@ def prepare_stack(
     return PreparedStack(stack_id, image.astype(np.float16), brain, valid, geometry, stack.geometry)
 
 
-def load_stacks(
+def prepared_shape(geometry: StackGeometry, config: PreprocessConfig) -> tuple[int, int, int]:
+    """The ``[z, y, x]`` shape :func:`prepare_stack` gives a stack on ``geometry``, without reading its voxels."""
+    size = np.array(geometry.size, dtype=float)
+    if config.target_spacing_mm is not None:
+        in_plane = np.maximum(np.round(size[:2] * np.array(geometry.spacing_mm[:2]) / config.target_spacing_mm), 1)
+        size[:2] = in_plane
+    return tuple(max(int(n), m) for n, m in zip(size[::-1], config.min_shape, strict=True))
+
+
+def iter_prepared(
     cohort: str | Path | pd.DataFrame, config: PreprocessConfig, require_labels: bool = True, progress: bool = True
-) -> list[PreparedStack]:
-    """Prepare every stack of a cohort CSV (or an already read cohort table), with a progress bar.
+) -> Iterator[PreparedStack]:
+    """Prepare the stacks of a cohort CSV (or an already read cohort table) one by one, with a progress bar.
 
     Raises:
-        ValueError: naming the CSV line and file of the first stack that cannot be prepared.
+        ValueError: naming the CSV line and file of a stack that cannot be prepared.
     """
     table = cohort if isinstance(cohort, pd.DataFrame) else read_cohort(cohort, require_segmentation=require_labels)
-    prepared = []
     for line, row in tqdm(
         table.iterrows(), total=len(table), desc="loading stacks", unit="stack", disable=not progress
     ):
         try:
-            prepared.append(prepare_stack(row[ID_COLUMN], row[IMAGE_COLUMN], row[SEGMENTATION_COLUMN] or None, config))
+            yield prepare_stack(row[ID_COLUMN], row[IMAGE_COLUMN], row[SEGMENTATION_COLUMN] or None, config)
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"line {line} (iFIND_id {row[ID_COLUMN]!r}): {error}") from None
-    return prepared
+
+
+def load_stacks(
+    cohort: str | Path | pd.DataFrame, config: PreprocessConfig, require_labels: bool = True, progress: bool = True
+) -> list[PreparedStack]:
+    """Prepare every stack of a cohort (see :func:`iter_prepared`) and keep them all in memory."""
+    return list(iter_prepared(cohort, config, require_labels, progress))

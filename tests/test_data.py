@@ -159,5 +159,5 @@ def test_unlabelled_stacks_cannot_be_sampled(tmp_path, write_cohort):
     csv = write_cohort(1)
     csv.write_text("iFIND_id,image,segmentation\nsub-00,images/sub-00.nii.gz,\n")
     stacks = load_stacks(csv, PreprocessConfig(), require_labels=False, progress=False)
-    with pytest.raises(ValueError, match="without a segmentation"):
+    with pytest.raises(ValueError, match="has no segmentation"):
         training_dataset(stacks)
