@@ -90,32 +90,31 @@ def _clamp(centres: tf.Tensor, shape: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def _read(bank: StackBank, stacks, z, y, x, bilinear: bool = True):
-    """Image (bilinear, or nearest when points are on the grid) and labels (nearest) of each slab, edges replicated."""
+    """Image (bilinear, or nearest when points are on the grid) and labels (nearest) of each slab.
+
+    Points outside the stack take the value of its nearest edge.
+    """
     shape = tf.gather(bank.shapes, stacks)[:, None, None, None, :]
-    offsets = tf.gather(bank.offsets, stacks)[:, None, None, None]
     height, width = shape[..., 1], shape[..., 2]
-    z = z[:, :, None, None]
-
-    def flat(rows, columns):
-        rows = tf.clip_by_value(rows, 0, height - 1)
-        columns = tf.clip_by_value(columns, 0, width - 1)
-        return offsets + (z * height + rows) * width + columns
-
-    nearest = flat(tf.cast(tf.round(y), tf.int64), tf.cast(tf.round(x), tf.int64))
+    y = tf.clip_by_value(y, 0.0, tf.cast(height - 1, tf.float32))
+    x = tf.clip_by_value(x, 0.0, tf.cast(width - 1, tf.float32))
+    # The top-left neighbour stays one pixel inside, so that the other three are always valid indices.
+    y0 = tf.minimum(tf.cast(y, tf.int64), height - 2)
+    x0 = tf.minimum(tf.cast(x, tf.int64), width - 2)
+    wy, wx = y - tf.cast(y0, tf.float32), x - tf.cast(x0, tf.float32)
+    top_left = tf.gather(bank.offsets, stacks)[:, None, None, None] + (z[:, :, None, None] * height + y0) * width + x0
+    below, right = tf.cast(wy >= 0.5, tf.int64) * width, tf.cast(wx >= 0.5, tf.int64)
+    nearest = top_left + below + right
     labels = tf.cast(tf.gather(bank.labels, nearest), tf.int32)
     if not bilinear:
         return tf.cast(tf.gather(bank.images, nearest), tf.float32), labels
-    y0, x0 = tf.floor(y), tf.floor(x)
-    wy, wx = y - y0, x - x0
-    y0, x0 = tf.cast(y0, tf.int64), tf.cast(x0, tf.int64)
 
-    def value(rows, columns):
-        return tf.cast(tf.gather(bank.images, flat(rows, columns)), tf.float32)
+    def value(offset):
+        return tf.cast(tf.gather(bank.images, top_left + offset), tf.float32)
 
-    image = (1 - wy) * ((1 - wx) * value(y0, x0) + wx * value(y0, x0 + 1)) + wy * (
-        (1 - wx) * value(y0 + 1, x0) + wx * value(y0 + 1, x0 + 1)
-    )
-    return image, labels
+    a, b, c, d = value(0), value(1), value(width), value(width + 1)
+    top, bottom = a + wx * (b - a), c + wx * (d - c)
+    return top + wy * (bottom - top), labels
 
 
 def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConfig, seed: int):

@@ -161,3 +161,14 @@ def test_unlabelled_stacks_cannot_be_sampled(tmp_path, write_cohort):
     stacks = load_stacks(csv, PreprocessConfig(), require_labels=False, progress=False)
     with pytest.raises(ValueError, match="has no segmentation"):
         training_dataset(stacks)
+
+
+def test_white_noise_is_standard_normal():
+    import tensorflow as tf
+
+    from fetal_keras.augment import _white_noise
+
+    noise = _white_noise(tf.constant([3, 4], tf.int64), tf.constant([50, 3, 64, 63])).numpy()
+    assert noise.shape == (50, 3, 64, 63)
+    assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1.0) < 0.01
+    assert abs(np.mean(np.abs(noise) > 1.96) - 0.05) < 0.005
