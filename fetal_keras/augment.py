@@ -47,6 +47,13 @@ class AugmentConfig:
         """The original recipe: Gaussian intensity offset (sigma 1) and a flip along each axis with p = 0.5."""
         return cls(0.0, (1.0, 1.0), 0.0, 0.0, 0.5, 1.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0)
 
+    @property
+    def moves_points(self) -> bool:
+        """Whether slabs are read off the voxel grid (rotation, scaling or slice motion), needing interpolation."""
+        return bool(
+            self.rotation_deg or self.scale_range != (1.0, 1.0) or self.slice_shift_px or self.slice_rotation_deg
+        )
+
 
 def _uniform(seed, shape, low=0.0, high=1.0):
     return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)

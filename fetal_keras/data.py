@@ -127,13 +127,12 @@ def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConf
     per_round = sampling.slabs_per_stack * bank.count
     base_seed = tf.constant([seed, 0x5EED], tf.int64)
     augmented = augment != AugmentConfig.none()
-    # Without rotation, scaling or slice motion the points fall on the grid: no interpolation needed.
-    on_grid = not (
-        augment.rotation_deg
-        or augment.scale_range != (1.0, 1.0)
-        or augment.slice_shift_px
-        or augment.slice_rotation_deg
-    )
+    smallest = bank.shapes.numpy().min(axis=0)
+    if smallest[0] < 3 or min(smallest[1:]) < size:
+        raise ValueError(
+            f"A stack of the bank is smaller than a 3 x {size} x {size} slab ({tuple(smallest)} at the least): "
+            "prepare the stacks with PreprocessConfig(min_shape) at least the slab size."
+        )
 
     def sample(indices: tf.Tensor):
         indices = tf.cast(indices, tf.int64)
@@ -157,7 +156,7 @@ def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConf
             _centres(bank, stacks, on_brain, seeds[0], sampling.background_tries), tf.gather(bank.shapes, stacks), size
         )
         z, y, x = sampling_points(centres, seeds[1], augment, size)
-        image, labels = _read(bank, stacks, z, y, x, bilinear=not on_grid)
+        image, labels = _read(bank, stacks, z, y, x, bilinear=augment.moves_points)
         if augmented:
             image = intensity(image, seeds[2], augment)
         return image[..., tf.newaxis], labels

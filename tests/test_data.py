@@ -172,3 +172,9 @@ def test_white_noise_is_standard_normal():
     assert noise.shape == (50, 3, 64, 63)
     assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1.0) < 0.01
     assert abs(np.mean(np.abs(noise) > 1.96) - 0.05) < 0.005
+
+
+def test_slabs_larger_than_the_padded_stacks_are_refused(write_cohort):
+    stacks = load_stacks(write_cohort(1), PreprocessConfig(min_shape=(3, 64, 64)), progress=False)
+    with pytest.raises(ValueError, match="smaller than a 3 x 128 x 128 slab"):
+        training_dataset(stacks)
