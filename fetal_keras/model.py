@@ -19,8 +19,9 @@ import keras
 import numpy as np
 from keras import layers
 
+from fetal_keras.choices import MODEL_PRESETS
+
 NUM_CLASSES = 2
-PRESETS = ("unet", "fetal_fcn")
 
 
 @keras.saving.register_keras_serializable(package="fetal_keras")
@@ -127,7 +128,7 @@ def build_model(preset: str = "unet", **kwargs) -> keras.Model:
     """Build a preset (``"unet"`` or ``"fetal_fcn"``); ``kwargs`` go to its builder (e.g. ``base_filters``)."""
     builders = {"unet": build_unet, "fetal_fcn": build_fetal_fcn}
     if preset not in builders:
-        raise ValueError(f"Unknown model preset {preset!r}; choose one of {PRESETS}.")
+        raise ValueError(f"Unknown model preset {preset!r}; choose one of {MODEL_PRESETS}.")
     return builders[preset](**kwargs)
 
 

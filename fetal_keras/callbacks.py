@@ -1,0 +1,99 @@
+"""Training callbacks: whole-volume validation Dice, TensorBoard slice images, SavedModel export.
+
+Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRestore`` (see ``fetal_keras.train``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fetal_keras.inference import predict_brain_probability
+from fetal_keras.metrics import dice_score
+from fetal_keras.preprocess import PreparedStack
+
+VOLUME_DICE = "val_volume_dice"
+
+
+class WholeVolumeDice(keras.callbacks.Callback):
+    """Mean Dice over whole validation stacks, predicted with the deploy code, as ``logs["val_volume_dice"]``.
+
+    Each stack is segmented whole (``fetal_keras.inference``); its Dice is computed on the stack's grid and the
+    mean over stacks is logged (macro average; an empty truth and empty prediction count as 1.0). It runs every
+    ``every`` epochs and on the last; in between the key is absent, so checkpoints only compare measured epochs.
+    """
+
+    def __init__(
+        self, stacks: Sequence[PreparedStack], every: int = 1, batch_size: int = 4, log_dir: str | None = None
+    ):
+        super().__init__()
+        self.stacks = [stack for stack in stacks if stack.labels is not None]
+        self.every = every
+        self.batch_size = batch_size
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation")) if log_dir else None
+        self.last_scores: list[float] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None):
+        last_epoch = epoch + 1 == self.params.get("epochs")
+        if not self.stacks or ((epoch + 1) % self.every and not last_epoch):
+            return
+        self.last_scores = [
+            dice_score(
+                predict_brain_probability(self.model, stack.unpadded_image, self.batch_size) >= 0.5,
+                stack.unpadded_labels,
+            )
+            for stack in self.stacks
+        ]
+        score = float(np.mean(self.last_scores))
+        if logs is not None:
+            logs[VOLUME_DICE] = score
+        if self.writer:
+            with self.writer.as_default():
+                tf.summary.scalar("epoch_volume_dice", score, step=epoch)
+
+
+class SliceImages(keras.callbacks.Callback):
+    """TensorBoard images of one validation stack's middle slice: input, label and predicted brain probability."""
+
+    def __init__(self, stack: PreparedStack, log_dir: str, every: int = 1):
+        super().__init__()
+        self.stack = stack
+        self.every = every
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "images"))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None):
+        if (epoch + 1) % self.every:
+            return
+        image = self.stack.unpadded_image.astype(np.float32)
+        middle = image.shape[0] // 2
+        window = image[max(middle - 1, 0) : middle + 2]
+        probability = predict_brain_probability(self.model, window)[min(middle, 1)]
+        low, high = np.percentile(image[middle], (1, 99.5))
+        panels = {
+            "input": np.clip((image[middle] - low) / max(high - low, 1e-6), 0, 1),
+            "label": self.stack.unpadded_labels[middle].astype(np.float32),
+            "prediction": probability,
+        }
+        with self.writer.as_default():
+            for name, panel in panels.items():
+                tf.summary.image(f"middle_slice/{name}", panel[None, :, :, None], step=epoch)
+
+
+def timestamp() -> str:
+    """UTC time as ``20261125T101500Z``, sortable as text: the SavedModel folder names."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def export_saved_model(model: keras.Model, saved_model_root: str | Path) -> Path:
+    """Export ``model`` for serving into ``saved_model_root/<timestamp>/`` (TensorFlow SavedModel, ``serve``)."""
+    target = Path(saved_model_root) / timestamp()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    model.export(str(partial), format="tf_saved_model", verbose=False)
+    partial.rename(target)
+    return target

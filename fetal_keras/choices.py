@@ -1,0 +1,7 @@
+"""The names users choose from (presets, losses, optimizers, ...), importable without loading TensorFlow."""
+
+MODEL_PRESETS = ("unet", "fetal_fcn")
+LOSSES = ("cross_entropy", "dice", "cross_entropy+dice")
+OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+AUGMENTATIONS = ("default", "original", "none")

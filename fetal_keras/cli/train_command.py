@@ -1,0 +1,72 @@
+"""``fetal-keras train``: train a slab model with checkpoints, resume, TensorBoard and SavedModel export."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from fetal_keras.choices import AUGMENTATIONS, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.config import TrainConfig
+from fetal_keras.labels import parse_label_values
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+
+
+def add_parser(subparsers) -> None:
+    """Register ``train``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on a training and a validation cohort",
+        description="Train a slab model. Writes RUN/config.json, RUN/history.csv, RUN/checkpoints/, "
+        "RUN/tensorboard/ and RUN/saved_model/<timestamp>/. Rerun the same command to resume an interrupted run. "
+        "The original recipe: --preset fetal_fcn --optimizer sgd --learning-rate 0.01 --batch-size 10 "
+        "--loss cross_entropy --augmentation original.",
+    )
+    parser.add_argument("--train-csv", required=True, help="training cohort CSV (iFIND_id,image,segmentation)")
+    parser.add_argument(
+        "--val-csv", required=True, help="validation cohort CSV; may not share a subject with --train-csv"
+    )
+    parser.add_argument("--run-dir", required=True, help="folder for everything this run writes")
+    parser.add_argument(
+        "--config", default=None, help="start from the settings of a config.json (flags given override it)"
+    )
+
+    def option(flag: str, field: str, help_text: str, **kwargs) -> None:
+        parser.add_argument(flag, dest=field, default=None, help=f"{help_text} (default: {_DEFAULTS[field]})", **kwargs)
+
+    option("--preset", "preset", "network", choices=MODEL_PRESETS)
+    option("--base-filters", "base_filters", "filters of the first U-Net level", type=int)
+    option("--epochs", "epochs", "epochs", type=int)
+    option("--steps-per-epoch", "steps_per_epoch", "training batches per epoch", type=int)
+    option("--batch-size", "batch_size", "global batch size (split over replicas)", type=int)
+    option("--optimizer", "optimizer", "optimizer", choices=OPTIMIZERS)
+    option("--learning-rate", "learning_rate", "learning rate", type=float)
+    option("--momentum", "momentum", "SGD momentum", type=float)
+    option("--loss", "loss", "loss", choices=LOSSES)
+    option("--seed", "seed", "random seed of sampling, augmentation and initialisation", type=int)
+    option("--augmentation", "augmentation", "augmentation recipe", choices=AUGMENTATIONS)
+    option("--slabs-per-stack", "slabs_per_stack", "slabs drawn per stack per round", type=int)
+    option("--brain-fraction", "brain_fraction", "fraction of slabs centred on brain", type=float)
+    option("--validation-every", "validation_every", "epochs between whole-volume validations", type=int)
+    option("--brain-labels", "brain_labels", "comma-separated label values that are brain", type=parse_label_values)
+    option("--target-spacing", "target_spacing_mm", "resample in-plane to this spacing in mm", type=float)
+    option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
+    parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
+    parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    parser.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config: defaults, then ``--config``, then the flags given."""
+    base = dataclasses.asdict(TrainConfig.load(args.config)) if args.config else {}
+    given = {name: value for name, value in vars(args).items() if name in _DEFAULTS and value is not None}
+    return TrainConfig(**(base | given))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``train``."""
+    from fetal_keras.train import train  # TensorFlow is imported only for the commands that need it
+
+    train(config_from_args(args), verbose=2 if args.quiet else "auto")
+    return 0

@@ -1,0 +1,129 @@
+"""One frozen dataclass with every training setting, saved as ``RUN/config.json`` and reloadable from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import subprocess
+import typing
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from fetal_keras import __version__
+from fetal_keras.choices import AUGMENTATIONS, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.files import atomic_output
+
+_RECORDED_PACKAGES = ("tensorflow", "keras", "SimpleITK", "numpy", "scikit-learn", "nilearn")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run.
+
+    The defaults are fetal_keras' recipe; the original's is ``optimizer="sgd", learning_rate=0.01,
+    momentum=0.9, batch_size=10, loss="cross_entropy", augmentation="original", preset="fetal_fcn"``.
+    ``batch_size`` is the global batch, split over the replicas of a distribution strategy.
+    """
+
+    train_csv: str
+    val_csv: str
+    run_dir: str
+    preset: str = "unet"
+    base_filters: int = 16
+    epochs: int = 20
+    steps_per_epoch: int = 100
+    batch_size: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    loss: str = "cross_entropy+dice"
+    seed: int = 42
+    deterministic: bool = False
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    augmentation: str = "default"
+    slabs_per_stack: int = 20
+    brain_fraction: float = 0.5
+    validation_every: int = 1
+    validation_slabs_per_stack: int = 10
+    brain_labels: tuple[int, ...] | None = None
+    target_spacing_mm: float | None = None
+    clip_percentiles: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("preset", MODEL_PRESETS),
+            ("optimizer", OPTIMIZERS),
+            ("loss", LOSSES),
+            ("strategy", STRATEGIES),
+            ("augmentation", AUGMENTATIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "base_filters", "slabs_per_stack", "validation_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    @property
+    def augment(self):
+        """The ``AugmentConfig`` this config names."""
+        from fetal_keras.augment import AugmentConfig  # TensorFlow only when training
+
+        return {"default": AugmentConfig(), "original": AugmentConfig.original(), "none": AugmentConfig.none()}[
+            self.augmentation
+        ]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config with package versions, git commit and time (atomically)."""
+        record = {
+            "config": dataclasses.asdict(self),
+            "fetal_keras_version": __version__,
+            "git_commit": _git_commit(),
+            "package_versions": _package_versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        with atomic_output(path) as temporary:
+            temporary.write_text(json.dumps(record, indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Re-create the config saved in ``path`` (a ``config.json``)."""
+        record = json.loads(Path(path).read_text())
+        values = record.get("config", record)
+        hints = typing.get_type_hints(cls)
+        unknown = set(values) - set(hints)
+        if unknown:
+            raise ValueError(f"{path} has settings this version does not know: {sorted(unknown)}.")
+        return cls(**{name: _from_json(value, hints[name]) for name, value in values.items()})
+
+
+def _from_json(value, hint):
+    """JSON gives lists where the config holds tuples."""
+    if isinstance(value, list) and "tuple" in str(hint):
+        return tuple(value)
+    return value
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions = {}
+    for package in _RECORDED_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions

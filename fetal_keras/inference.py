@@ -1,0 +1,56 @@
+"""Whole-stack inference with a slab model, shared by validation callbacks and deploy.
+
+Fully convolutional: each slab is 3 adjacent whole slices (padded in-plane to the network's stride multiple and
+cropped back), one slab per slice, and every slice's brain probability is the mean over the (up to 3) slabs that
+contain it. Slices beyond the first and last are replicated to fill the edge slabs but never predicted.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from fetal_keras.model import total_stride
+
+
+def pad_in_plane(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad ``[z, y, x]`` at the bottom/right with its minimum so y and x are multiples of ``multiple``."""
+    height, width = image.shape[1:]
+    padded_height, padded_width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    padding = ((0, 0), (0, padded_height - height), (0, padded_width - width))
+    return np.pad(image, padding, constant_values=float(image.min())), (height, width)
+
+
+def predict_brain_probability(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+    """Brain probability of every voxel of a whitened stack.
+
+    Args:
+        model: a slab model (``[b, 3, y, x, 1]`` -> ``[b, 3, y, x, 2]`` softmax).
+        image: ``[z, y, x]`` whitened stack (as ``fetal_keras.preprocess`` prepares it), any size.
+        batch_size: slabs per forward pass.
+
+    Returns:
+        ``[z, y, x]`` float32 probabilities in [0, 1].
+    """
+    padded, (height, width) = pad_in_plane(image.astype(np.float32), total_stride(model))
+    depth = padded.shape[0]
+    index = np.clip(
+        np.arange(depth)[:, None] + np.arange(-1, 2)[None, :], 0, depth - 1
+    )  # [z, 3] slice of each slab position
+    total = np.zeros(padded.shape, np.float32)
+    count = np.zeros(depth, np.float32)
+    for start in range(0, depth, batch_size):
+        centres = np.arange(start, min(start + batch_size, depth))
+        slabs = padded[index[centres]][..., None]
+        probabilities = np.asarray(model.predict_on_batch(slabs))[..., 1]
+        for centre, slab in zip(centres, probabilities, strict=True):
+            for position, slice_index in enumerate(range(centre - 1, centre + 2)):
+                if 0 <= slice_index < depth:
+                    total[slice_index] += slab[position]
+                    count[slice_index] += 1
+    return (total / count[:, None, None])[:, :height, :width]
+
+
+def predict_brain_mask(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+    """Binary brain mask ``[z, y, x]`` uint8 (probability >= 0.5) of a whitened stack."""
+    return (predict_brain_probability(model, image, batch_size) >= 0.5).astype(np.uint8)

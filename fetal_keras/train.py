@@ -1,0 +1,161 @@
+"""Train a slab model from a ``TrainConfig``: data, strategy, model, callbacks, ``model.fit``, export.
+
+Run folder layout: ``config.json``, ``history.csv``, ``checkpoints/best.keras`` (best whole-volume validation
+Dice) and ``checkpoints/last.keras``, ``backup/`` (Keras ``BackupAndRestore``: rerunning the same command after an
+interruption, even ``kill -9``, continues from the last finished epoch), ``tensorboard/``, and
+``saved_model/<timestamp>/`` (the best model exported with ``model.export`` at the end, or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from fetal_keras.callbacks import VOLUME_DICE, SliceImages, WholeVolumeDice, export_saved_model
+from fetal_keras.config import TrainConfig
+from fetal_keras.data import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
+from fetal_keras.losses import get_loss
+from fetal_keras.metrics import BrainDice
+from fetal_keras.model import build_model
+from fetal_keras.preprocess import PreprocessConfig, load_stacks
+from fetal_keras.stack_bank import load_stack_bank
+
+
+class RunFolder:
+    """Paths of one run's outputs."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.history = self.root / "history.csv"
+        self.checkpoints = self.root / "checkpoints"
+        self.best = self.checkpoints / "best.keras"
+        self.last = self.checkpoints / "last.keras"
+        self.backup = self.root / "backup"
+        self.tensorboard = self.root / "tensorboard"
+        self.saved_model = self.root / "saved_model"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy called ``name``.
+
+    ``auto``: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers, ``MirroredStrategy``
+    on several GPUs, else the default (one device). ``mirrored``: all local GPUs (or the CPU).
+    ``multiworker``: the workers listed in ``TF_CONFIG``.
+    """
+    if name == "auto":
+        workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])
+        if len(workers) > 1:
+            name = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    strategies = {
+        "default": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    return strategies[name]()
+
+
+def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard across workers by element: the datasets are generated, not read from files."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
+    """Refuse to mix two different runs in one folder, or to silently redo a finished run."""
+    if run.config.exists():
+        previous = TrainConfig.load(run.config)
+        if previous != config:
+            raise ValueError(
+                f"{run.root} holds a run with other settings ({run.config}); use a new --run-dir, or the same "
+                "settings to resume it."
+            )
+        if any(run.saved_model.glob("2*")) and not run.backup.exists():
+            raise FileExistsError(f"{run.root} holds a finished run (see {run.saved_model}); use a new --run-dir.")
+
+
+def train(config: TrainConfig, verbose: int | str = "auto") -> keras.callbacks.History:
+    """Train, checkpoint, export; resume if ``config.run_dir`` holds an interrupted run with the same config.
+
+    Returns:
+        The Keras history of this invocation (``history.csv`` holds every epoch of the run).
+
+    Raises:
+        ValueError: on bad inputs (named by file and line), or a run folder holding a different run.
+        FileExistsError: if the run folder holds a finished run.
+    """
+    run = RunFolder(config.run_dir)
+    _check_run_folder(run, config)
+    for folder in (run.root, run.checkpoints, run.tensorboard):
+        folder.mkdir(parents=True, exist_ok=True)
+    config.save(run.config)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    strategy = make_strategy(config.strategy)
+    train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
+    preprocess = PreprocessConfig(config.clip_percentiles, config.target_spacing_mm, brain_labels=config.brain_labels)
+    bank = load_stack_bank(train_table, preprocess)  # plain CPU variables: outside the strategy scope
+    val_stacks = load_stacks(val_table, preprocess)
+    sampling = SamplingConfig(slabs_per_stack=config.slabs_per_stack, brain_fraction=config.brain_fraction)
+    val_sampling = SamplingConfig(
+        slabs_per_stack=config.validation_slabs_per_stack, brain_fraction=config.brain_fraction
+    )
+    train_data = _sharded_by_data(training_dataset(bank, config.batch_size, sampling, config.augment, config.seed))
+    val_data = _sharded_by_data(patch_dataset(val_stacks, config.batch_size, val_sampling, config.seed))
+
+    with strategy.scope():
+        options = {"base_filters": config.base_filters} if config.preset == "unet" else {}
+        model = build_model(config.preset, **options)
+        model.compile(optimizer=_optimizer(config), loss=get_loss(config.loss), metrics=[BrainDice()])
+
+    callbacks = [
+        WholeVolumeDice(val_stacks, config.validation_every, log_dir=str(run.tensorboard)),
+        SliceImages(val_stacks[0], str(run.tensorboard), config.validation_every),
+        keras.callbacks.ModelCheckpoint(run.best, monitor=VOLUME_DICE, mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(run.last),
+        keras.callbacks.BackupAndRestore(str(run.backup)),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard)),
+    ]
+    try:
+        history = model.fit(
+            train_data,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=val_data,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the datasets are already shuffled, by round
+        )
+    except KeyboardInterrupt:
+        export_best(run, model)
+        raise
+    export_best(run, model)
+    return history
+
+
+def export_best(run: RunFolder, model: keras.Model) -> Path:
+    """Export the best checkpoint (or ``model`` if none was saved yet) as a SavedModel; return its folder."""
+    best = keras.saving.load_model(run.best, safe_mode=True) if run.best.exists() else model
+    target = export_saved_model(best, run.saved_model)
+    print(f"Exported {'best checkpoint' if run.best.exists() else 'current model'} to {target}")
+    return target

@@ -1,0 +1,32 @@
+import keras
+import numpy as np
+
+from fetal_keras.inference import pad_in_plane, predict_brain_mask, predict_brain_probability
+
+
+def _threshold_model():
+    """A stride-8 'model' whose brain probability is sigmoid(10 * intensity) of each slice of the slab."""
+    inputs = keras.Input((3, None, None, 1))
+    pooled = keras.layers.MaxPooling3D((1, 8, 8), name="pool")(inputs)
+    restored = keras.layers.UpSampling3D((1, 8, 8), name="up")(pooled)
+    brain = keras.layers.Activation("sigmoid")(10.0 * (inputs + 0.0 * restored))
+    return keras.Model(inputs, keras.layers.Concatenate()([1.0 - brain, brain]))
+
+
+def test_pad_in_plane_to_the_stride():
+    padded, size = pad_in_plane(np.ones((2, 13, 17)), 8)
+    assert padded.shape == (2, 16, 24) and size == (13, 17)
+
+
+def test_whole_stack_prediction_keeps_the_shape_and_averages_over_slabs():
+    image = np.random.default_rng(0).normal(size=(5, 21, 30)).astype(np.float32)
+    probability = predict_brain_probability(_threshold_model(), image, batch_size=2)
+    assert probability.shape == image.shape
+    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-10 * image)), atol=1e-5)
+    assert predict_brain_mask(_threshold_model(), image).dtype == np.uint8
+
+
+def test_stacks_of_one_or_two_slices_are_predicted():
+    for depth in (1, 2):
+        image = np.random.default_rng(depth).normal(size=(depth, 16, 16)).astype(np.float32)
+        assert predict_brain_probability(_threshold_model(), image).shape == (depth, 16, 16)
