@@ -1,0 +1,128 @@
+"""Training end to end on a tiny synthetic cohort: outputs, export, resume after kill -9, run-folder safety."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fetal_keras.callbacks import export_saved_model
+from fetal_keras.config import TrainConfig
+from fetal_keras.model import build_model
+from fetal_keras.train import RunFolder, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cohort(write_cohort, tmp_path):
+    csv_path = write_cohort(5)
+    rows = csv_path.read_text().splitlines()
+    (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
+    (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
+    return csv_path.parent / "train.csv", csv_path.parent / "val.csv"
+
+
+def _tiny(cohort, run_dir, **changes):
+    settings = dict(
+        base_filters=2,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        slabs_per_stack=2,
+        validation_slabs_per_stack=1,
+        augmentation="none",
+        seed=1,
+    )
+    return TrainConfig(str(cohort[0]), str(cohort[1]), str(run_dir), **(settings | changes))
+
+
+def _epochs(history_csv: Path) -> list[int]:
+    with open(history_csv) as stream:
+        return [int(row["epoch"]) for row in csv.DictReader(stream)]
+
+
+def test_training_writes_the_run_folder_and_a_faithful_export(cohort, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    train(_tiny(cohort, run.root), verbose=0)
+
+    assert TrainConfig.load(run.config) == _tiny(cohort, run.root)
+    assert _epochs(run.history) == [0, 1]
+    assert "val_volume_dice" in run.history.read_text().splitlines()[0]
+    assert run.best.exists() and run.last.exists() and any(run.tensorboard.rglob("events.out.tfevents*"))
+    (export,) = sorted(run.saved_model.iterdir())
+    best = keras.saving.load_model(run.best, safe_mode=True)
+    served = tf.saved_model.load(str(export))  # keep the object: its variables die with it
+    slab = np.random.default_rng(0).normal(size=(2, 3, 16, 24, 1)).astype(np.float32)
+    np.testing.assert_allclose(served.serve(tf.constant(slab)).numpy(), best(slab).numpy(), atol=1e-5)
+
+
+def test_export_and_keras_file_match_the_in_memory_model(tmp_path):
+    model = build_model("unet", base_filters=2)
+    model.save(tmp_path / "model.keras")
+    export = export_saved_model(model, tmp_path / "saved_model")
+    slab = np.random.default_rng(1).normal(size=(1, 3, 32, 40, 1)).astype(np.float32)
+    expected = model(slab).numpy()
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "model.keras")(slab).numpy(), expected, atol=1e-6)
+    served = tf.saved_model.load(str(export))
+    np.testing.assert_allclose(served.serve(tf.constant(slab)).numpy(), expected, atol=1e-5)
+
+
+def test_a_run_folder_holds_one_run(cohort, tmp_path):
+    train(_tiny(cohort, tmp_path / "run", epochs=1), verbose=0)
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        train(_tiny(cohort, tmp_path / "run", epochs=1, learning_rate=0.5), verbose=0)
+    with pytest.raises(FileExistsError, match="finished run"):
+        train(_tiny(cohort, tmp_path / "run", epochs=1), verbose=0)
+
+
+def test_killed_training_resumes_where_it_stopped(cohort, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    command = [
+        str(Path(sys.executable).with_name("fetal-keras")),
+        "train",
+        "--train-csv",
+        str(cohort[0]),
+        "--val-csv",
+        str(cohort[1]),
+        "--run-dir",
+        str(run.root),
+        "--base-filters",
+        "2",
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "2",
+        "--slabs-per-stack",
+        "2",
+        "--augmentation",
+        "none",
+        "--seed",
+        "1",
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run.history.exists() and _epochs(run.history)):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = _epochs(run.history)
+    assert done_before and done_before[-1] < 3, "killed before the end"
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = _epochs(run.history)
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [0, 1, 2, 3]
+    assert len(epochs) <= 5, "at most the epoch in flight at the kill is repeated"
+    assert any(run.saved_model.iterdir())
