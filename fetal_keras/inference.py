@@ -42,7 +42,8 @@ def predict_brain_probability(model: keras.Model, image: np.ndarray, batch_size:
     for start in range(0, depth, batch_size):
         centres = np.arange(start, min(start + batch_size, depth))
         slabs = padded[index[centres]][..., None]
-        probabilities = np.asarray(model.predict_on_batch(slabs))[..., 1]
+        # A direct call, not predict_on_batch: under a distribution strategy that pads batches to the replicas.
+        probabilities = keras.ops.convert_to_numpy(model(slabs, training=False))[..., 1]
         for centre, slab in zip(centres, probabilities, strict=True):
             for position, slice_index in enumerate(range(centre - 1, centre + 2)):
                 if 0 <= slice_index < depth:

@@ -46,10 +46,16 @@ class BilinearUpsamplingKernel(keras.initializers.Initializer):
         return {}
 
 
-def conv_bn_relu(x, filters: int, kernel_size, name: str, activation: str = "relu", **conv_kwargs):
-    """Conv3D (no bias) -> BatchNormalization -> activation, named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``."""
+def conv_bn_relu(
+    x, filters: int, kernel_size, name: str, activation: str = "relu", synchronized: bool = False, **conv_kwargs
+):
+    """Conv3D (no bias) -> BatchNormalization -> activation, named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``.
+
+    ``synchronized`` batch normalisation computes statistics over the global batch of all replicas of a
+    distribution strategy, so every replica keeps identical moving statistics.
+    """
     x = layers.Conv3D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv", **conv_kwargs)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(synchronized=synchronized, name=f"{name}_bn")(x)
     if activation == "relu6":
         return layers.ReLU(max_value=6.0, name=f"{name}_relu")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
@@ -68,6 +74,7 @@ def build_fetal_fcn(
     filters=(32, 32, 32, 32, 128),
     kernels=(5, 5, 5, 3, 1),
     strides=((1, 1, 1), (1, 2, 2), (1, 2, 2), (1, 2, 2), (1, 1, 1)),
+    synchronized_bn: bool = False,
 ) -> keras.Model:
     """The original FCN (defaults reproduce ``fetal_fcn_3d``), softmax over 2 classes ``[b, 3, y, x, 2]``."""
     inputs = _slab_input()
@@ -98,12 +105,12 @@ def build_fetal_fcn(
                 name=f"{name}_bilinear",
             )(x)
         skip = layers.Conv3D(NUM_CLASSES, 1, use_bias=False, name=f"{name}_skip_conv")(skip_inputs[scale])
-        skip = layers.BatchNormalization(name=f"{name}_skip_bn")(skip)
+        skip = layers.BatchNormalization(synchronized=synchronized_bn, name=f"{name}_skip_bn")(skip)
         x = layers.Add(name=f"{name}_add")([x, skip])
     return keras.Model(inputs, _softmax_head(x), name="fetal_fcn")
 
 
-def build_unet(base_filters: int = 16, levels: int = 4) -> keras.Model:
+def build_unet(base_filters: int = 16, levels: int = 4, synchronized_bn: bool = False) -> keras.Model:
     """2.5D U-Net with ``levels`` resolutions (total stride ``2 ** (levels - 1)``), softmax ``[b, 3, y, x, 2]``."""
     inputs = _slab_input()
     x = inputs
@@ -112,15 +119,15 @@ def build_unet(base_filters: int = 16, levels: int = 4) -> keras.Model:
         width = base_filters * 2**level
         if level:
             x = layers.MaxPooling3D((1, 2, 2), name=f"down{level}_pool")(x)
-        x = conv_bn_relu(x, width, (3, 3, 3), f"down{level}_a")
-        x = conv_bn_relu(x, width, (1, 3, 3), f"down{level}_b")
+        x = conv_bn_relu(x, width, (3, 3, 3), f"down{level}_a", synchronized=synchronized_bn)
+        x = conv_bn_relu(x, width, (1, 3, 3), f"down{level}_b", synchronized=synchronized_bn)
         skips.append(x)
     for level in reversed(range(levels - 1)):
         width = base_filters * 2**level
         x = layers.UpSampling3D((1, 2, 2), name=f"up{level}_upsample")(x)
         x = layers.Concatenate(name=f"up{level}_concat")([x, skips[level]])
-        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_a")
-        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_b")
+        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_a", synchronized=synchronized_bn)
+        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_b", synchronized=synchronized_bn)
     return keras.Model(inputs, _softmax_head(x), name="unet")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -44,8 +45,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name``.
 
     ``auto``: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers, ``MirroredStrategy``
-    on several GPUs, else the default (one device). ``mirrored``: all local GPUs (or the CPU).
-    ``multiworker``: the workers listed in ``TF_CONFIG``.
+    on several GPUs, else the default (one device). ``mirrored``: every local GPU, or every logical CPU device
+    when there is no GPU. ``multiworker``: the workers listed in ``TF_CONFIG``. Call it before any other
+    TensorFlow work: collective ops are configured at program start-up.
     """
     if name == "auto":
         workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])
@@ -55,12 +57,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             name = "mirrored"
         else:
             name = "default"
-    strategies = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": tf.distribute.MirroredStrategy,
-        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
-    }
-    return strategies[name]()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -89,16 +91,27 @@ def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
             raise FileExistsError(f"{run.root} holds a finished run (see {run.saved_model}); use a new --run-dir.")
 
 
-def train(config: TrainConfig, verbose: int | str = "auto") -> keras.callbacks.History:
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`train` produced: the trained model (last epoch), its history and the exported SavedModel."""
+
+    model: keras.Model
+    history: keras.callbacks.History
+    saved_model: Path
+
+
+def train(config: TrainConfig, verbose: int | str = "auto") -> TrainingResult:
     """Train, checkpoint, export; resume if ``config.run_dir`` holds an interrupted run with the same config.
 
     Returns:
-        The Keras history of this invocation (``history.csv`` holds every epoch of the run).
+        The model, the Keras history of this invocation (``history.csv`` holds every epoch of the run) and the
+        exported SavedModel folder.
 
     Raises:
         ValueError: on bad inputs (named by file and line), or a run folder holding a different run.
         FileExistsError: if the run folder holds a finished run.
     """
+    strategy = make_strategy(config.strategy)
     run = RunFolder(config.run_dir)
     _check_run_folder(run, config)
     for folder in (run.root, run.checkpoints, run.tensorboard):
@@ -110,7 +123,6 @@ def train(config: TrainConfig, verbose: int | str = "auto") -> keras.callbacks.H
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    strategy = make_strategy(config.strategy)
     train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
     preprocess = PreprocessConfig(config.clip_percentiles, config.target_spacing_mm, brain_labels=config.brain_labels)
     bank = load_stack_bank(train_table, preprocess)  # plain CPU variables: outside the strategy scope
@@ -124,7 +136,8 @@ def train(config: TrainConfig, verbose: int | str = "auto") -> keras.callbacks.H
 
     with strategy.scope():
         options = {"base_filters": config.base_filters} if config.preset == "unet" else {}
-        model = build_model(config.preset, **options)
+        # With several replicas, batch statistics over the global batch keep every replica identical.
+        model = build_model(config.preset, synchronized_bn=strategy.num_replicas_in_sync > 1, **options)
         model.compile(optimizer=_optimizer(config), loss=get_loss(config.loss), metrics=[BrainDice()])
 
     callbacks = [
@@ -149,8 +162,7 @@ def train(config: TrainConfig, verbose: int | str = "auto") -> keras.callbacks.H
     except KeyboardInterrupt:
         export_best(run, model)
         raise
-    export_best(run, model)
-    return history
+    return TrainingResult(model, history, export_best(run, model))
 
 
 def export_best(run: RunFolder, model: keras.Model) -> Path:

@@ -1,0 +1,54 @@
+"""Run a tiny training under a tf.distribute strategy in a fresh process (used by test_distribute.py).
+
+Usage: python distributed_worker.py mirrored|multiworker TRAIN_CSV VAL_CSV RUN_DIR OUT.npz
+``mirrored`` splits the CPU into two logical devices first; ``multiworker`` reads TF_CONFIG. The final weights
+(and for ``mirrored`` the largest difference between the replicas' copies) are written to OUT.npz.
+"""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+
+def main() -> None:
+    mode, train_csv, val_csv, run_dir, out = sys.argv[1:]
+    if mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    import keras
+
+    keras.config.disable_traceback_filtering()
+    from fetal_keras.config import TrainConfig
+    from fetal_keras.train import train
+
+    config = TrainConfig(
+        train_csv,
+        val_csv,
+        run_dir,
+        base_filters=2,
+        epochs=2,
+        steps_per_epoch=3,
+        batch_size=4,
+        slabs_per_stack=2,
+        validation_slabs_per_stack=1,
+        augmentation="none",
+        seed=3,
+        strategy=mode,
+    )
+    result = train(config, verbose=0)
+    replicas, spread = 1, 0.0
+    for weight in result.model.weights:
+        copies = getattr(weight.value, "values", None)
+        if copies:
+            replicas = max(replicas, len(copies))
+            difference = max(float(np.abs(c.numpy() - copies[0].numpy()).max()) for c in copies)
+            if difference:
+                print("replicas differ:", weight.path, difference, file=sys.stderr)
+            spread = max(spread, difference)
+    np.savez(out, *[w.numpy() for w in result.model.weights], replicas=replicas, spread=spread)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""tf.distribute: MirroredStrategy on two logical CPU devices, MultiWorkerMirroredStrategy with two local workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+@pytest.fixture
+def cohort(write_cohort):
+    csv_path = write_cohort(5)
+    rows = csv_path.read_text().splitlines()
+    (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
+    (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
+    return str(csv_path.parent / "train.csv"), str(csv_path.parent / "val.csv")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    saved = np.load(path)
+    return [saved[key] for key in saved.files if key.startswith("arr_")]
+
+
+def test_mirrored_strategy_keeps_two_replicas_identical(cohort, tmp_path):
+    out = tmp_path / "mirrored.npz"
+    result = subprocess.run(
+        [sys.executable, str(WORKER), "mirrored", *cohort, str(tmp_path / "run"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = np.load(out)
+    assert int(saved["replicas"]) == 2
+    assert float(saved["spread"]) == 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585: the symbolic build "
+    "reduces a nested PerReplica batch); strict, so this test fails and must be revisited once Keras fixes it",
+)
+def test_two_workers_end_with_identical_weights(cohort, tmp_path):
+    workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    processes = []
+    for index in range(2):
+        environment = os.environ | {
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        command = [
+            sys.executable,
+            str(WORKER),
+            "multiworker",
+            *cohort,
+            str(tmp_path / f"run{index}"),
+            str(tmp_path / f"worker{index}.npz"),
+        ]
+        processes.append(
+            subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    try:
+        outputs = [process.communicate(timeout=240) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    first, second = _weights(tmp_path / "worker0.npz"), _weights(tmp_path / "worker1.npz")
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
