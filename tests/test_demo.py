@@ -7,8 +7,15 @@ from fetal_keras.cli.main import main
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--subjects", "5"]) == 0
+    assert (
+        main(["demo", "--out", str(tmp_path / "demo"), "--subjects", "5", "--epochs", "1", "--steps-per-epoch", "2"])
+        == 0
+    )
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["split"] == {"train": 9, "val": 3, "test": 3}
     assert (tmp_path / "demo" / "split" / "train.csv").is_file()
     assert (tmp_path / "demo" / "cohort" / "simulation.json").is_file()
+    assert (tmp_path / "demo" / "run" / "history.csv").is_file()
+    assert (tmp_path / "demo" / "run" / "checkpoints" / "best.keras").is_file()
+    assert 0.0 <= summary["best_validation_volume_dice"] <= 1.0
+    assert (tmp_path / "demo" / summary["saved_model"].split("demo/", 1)[1] / "saved_model.pb").is_file()
