@@ -63,3 +63,13 @@ def write_cohort(tmp_path):
         return csv
 
     return make
+
+
+@pytest.fixture
+def train_val_csvs(write_cohort):
+    """A 5-stack cohort split into train.csv (3 stacks) and val.csv (2 stacks); returns both paths as strings."""
+    csv_path = write_cohort(5)
+    rows = csv_path.read_text().splitlines()
+    (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
+    (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
+    return str(csv_path.parent / "train.csv"), str(csv_path.parent / "val.csv")

@@ -14,15 +14,6 @@ pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
-@pytest.fixture
-def cohort(write_cohort):
-    csv_path = write_cohort(5)
-    rows = csv_path.read_text().splitlines()
-    (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
-    (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
-    return str(csv_path.parent / "train.csv"), str(csv_path.parent / "val.csv")
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
@@ -34,10 +25,10 @@ def _weights(path: Path) -> list[np.ndarray]:
     return [saved[key] for key in saved.files if key.startswith("arr_")]
 
 
-def test_mirrored_strategy_keeps_two_replicas_identical(cohort, tmp_path):
+def test_mirrored_strategy_keeps_two_replicas_identical(train_val_csvs, tmp_path):
     out = tmp_path / "mirrored.npz"
     result = subprocess.run(
-        [sys.executable, str(WORKER), "mirrored", *cohort, str(tmp_path / "run"), str(out)],
+        [sys.executable, str(WORKER), "mirrored", *train_val_csvs, str(tmp_path / "run"), str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -53,7 +44,7 @@ def test_mirrored_strategy_keeps_two_replicas_identical(cohort, tmp_path):
     reason="Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585: the symbolic build "
     "reduces a nested PerReplica batch); strict, so this test fails and must be revisited once Keras fixes it",
 )
-def test_two_workers_end_with_identical_weights(cohort, tmp_path):
+def test_two_workers_end_with_identical_weights(train_val_csvs, tmp_path):
     workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
     processes = []
     for index in range(2):
@@ -65,7 +56,7 @@ def test_two_workers_end_with_identical_weights(cohort, tmp_path):
             sys.executable,
             str(WORKER),
             "multiworker",
-            *cohort,
+            *train_val_csvs,
             str(tmp_path / f"run{index}"),
             str(tmp_path / f"worker{index}.npz"),
         ]

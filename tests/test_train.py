@@ -21,16 +21,7 @@ from fetal_keras.train import RunFolder, train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def cohort(write_cohort, tmp_path):
-    csv_path = write_cohort(5)
-    rows = csv_path.read_text().splitlines()
-    (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
-    (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
-    return csv_path.parent / "train.csv", csv_path.parent / "val.csv"
-
-
-def _tiny(cohort, run_dir, **changes):
+def _tiny(csvs, run_dir, **changes):
     settings = dict(
         base_filters=2,
         epochs=2,
@@ -41,7 +32,7 @@ def _tiny(cohort, run_dir, **changes):
         augmentation="none",
         seed=1,
     )
-    return TrainConfig(str(cohort[0]), str(cohort[1]), str(run_dir), **(settings | changes))
+    return TrainConfig(csvs[0], csvs[1], str(run_dir), **(settings | changes))
 
 
 def _epochs(history_csv: Path) -> list[int]:
@@ -49,11 +40,11 @@ def _epochs(history_csv: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(stream)]
 
 
-def test_training_writes_the_run_folder_and_a_faithful_export(cohort, tmp_path):
+def test_training_writes_the_run_folder_and_a_faithful_export(train_val_csvs, tmp_path):
     run = RunFolder(tmp_path / "run")
-    train(_tiny(cohort, run.root), verbose=0)
+    train(_tiny(train_val_csvs, run.root), verbose=0)
 
-    assert TrainConfig.load(run.config) == _tiny(cohort, run.root)
+    assert TrainConfig.load(run.config) == _tiny(train_val_csvs, run.root)
     assert _epochs(run.history) == [0, 1]
     assert "val_volume_dice" in run.history.read_text().splitlines()[0]
     assert run.best.exists() and run.last.exists() and any(run.tensorboard.rglob("events.out.tfevents*"))
@@ -75,23 +66,23 @@ def test_export_and_keras_file_match_the_in_memory_model(tmp_path):
     np.testing.assert_allclose(served.serve(tf.constant(slab)).numpy(), expected, atol=1e-5)
 
 
-def test_a_run_folder_holds_one_run(cohort, tmp_path):
-    train(_tiny(cohort, tmp_path / "run", epochs=1), verbose=0)
+def test_a_run_folder_holds_one_run(train_val_csvs, tmp_path):
+    train(_tiny(train_val_csvs, tmp_path / "run", epochs=1), verbose=0)
     with pytest.raises(ValueError, match="holds a run with other settings"):
-        train(_tiny(cohort, tmp_path / "run", epochs=1, learning_rate=0.5), verbose=0)
+        train(_tiny(train_val_csvs, tmp_path / "run", epochs=1, learning_rate=0.5), verbose=0)
     with pytest.raises(FileExistsError, match="finished run"):
-        train(_tiny(cohort, tmp_path / "run", epochs=1), verbose=0)
+        train(_tiny(train_val_csvs, tmp_path / "run", epochs=1), verbose=0)
 
 
-def test_killed_training_resumes_where_it_stopped(cohort, tmp_path):
+def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     run = RunFolder(tmp_path / "run")
     command = [
         str(Path(sys.executable).with_name("fetal-keras")),
         "train",
         "--train-csv",
-        str(cohort[0]),
+        str(train_val_csvs[0]),
         "--val-csv",
-        str(cohort[1]),
+        str(train_val_csvs[1]),
         "--run-dir",
         str(run.root),
         "--base-filters",
