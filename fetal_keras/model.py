@@ -47,7 +47,14 @@ class BilinearUpsamplingKernel(keras.initializers.Initializer):
 
 
 def conv_bn_relu(
-    x, filters: int, kernel_size, name: str, activation: str = "relu", synchronized: bool = False, **conv_kwargs
+    x,
+    filters: int,
+    kernel_size,
+    name: str,
+    activation: str = "relu",
+    synchronized: bool = False,
+    momentum: float = 0.99,
+    **conv_kwargs,
 ):
     """Conv3D (no bias) -> BatchNormalization -> activation, named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``.
 
@@ -55,7 +62,7 @@ def conv_bn_relu(
     distribution strategy, so every replica keeps identical moving statistics.
     """
     x = layers.Conv3D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv", **conv_kwargs)(x)
-    x = layers.BatchNormalization(synchronized=synchronized, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, synchronized=synchronized, name=f"{name}_bn")(x)
     if activation == "relu6":
         return layers.ReLU(max_value=6.0, name=f"{name}_relu")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
@@ -110,7 +117,9 @@ def build_fetal_fcn(
     return keras.Model(inputs, _softmax_head(x), name="fetal_fcn")
 
 
-def build_unet(base_filters: int = 16, levels: int = 4, synchronized_bn: bool = False) -> keras.Model:
+def build_unet(
+    base_filters: int = 16, levels: int = 4, synchronized_bn: bool = False, bn_momentum: float = 0.99
+) -> keras.Model:
     """2.5D U-Net with ``levels`` resolutions (total stride ``2 ** (levels - 1)``), softmax ``[b, 3, y, x, 2]``."""
     inputs = _slab_input()
     x = inputs
@@ -119,15 +128,15 @@ def build_unet(base_filters: int = 16, levels: int = 4, synchronized_bn: bool = 
         width = base_filters * 2**level
         if level:
             x = layers.MaxPooling3D((1, 2, 2), name=f"down{level}_pool")(x)
-        x = conv_bn_relu(x, width, (3, 3, 3), f"down{level}_a", synchronized=synchronized_bn)
-        x = conv_bn_relu(x, width, (1, 3, 3), f"down{level}_b", synchronized=synchronized_bn)
+        x = conv_bn_relu(x, width, (3, 3, 3), f"down{level}_a", synchronized=synchronized_bn, momentum=bn_momentum)
+        x = conv_bn_relu(x, width, (1, 3, 3), f"down{level}_b", synchronized=synchronized_bn, momentum=bn_momentum)
         skips.append(x)
     for level in reversed(range(levels - 1)):
         width = base_filters * 2**level
         x = layers.UpSampling3D((1, 2, 2), name=f"up{level}_upsample")(x)
         x = layers.Concatenate(name=f"up{level}_concat")([x, skips[level]])
-        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_a", synchronized=synchronized_bn)
-        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_b", synchronized=synchronized_bn)
+        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_a", synchronized=synchronized_bn, momentum=bn_momentum)
+        x = conv_bn_relu(x, width, (1, 3, 3), f"up{level}_b", synchronized=synchronized_bn, momentum=bn_momentum)
     return keras.Model(inputs, _softmax_head(x), name="unet")
 
 

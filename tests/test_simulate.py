@@ -162,3 +162,15 @@ def test_written_cohort_is_valid_and_regenerates_exactly(tmp_path):
     np.testing.assert_allclose(written.geometry.direction, regenerated.plan.direction.ravel(), atol=1e-6)
     with pytest.raises(FileExistsError, match="--overwrite"):
         simulate_cohort(settings, tmp_path / "sim")
+
+
+@pytest.mark.parametrize("target", [(0, 0, 1), (0, 0, -1), (0.3, -0.2, 0.9), (-0.5, -0.5, -0.70710678)])
+@pytest.mark.parametrize("source", [(0, 0, 1), (0.5, 0.5, 0.70710678)])
+def test_rotation_between_maps_one_direction_onto_another(source, target):
+    from fetal_keras.simulate.shapes import rotation_between
+
+    rotation = rotation_between(source, target)
+    source, target = np.asarray(source, float), np.asarray(target, float)
+    np.testing.assert_allclose(rotation @ (source / np.linalg.norm(source)), target / np.linalg.norm(target), atol=1e-9)
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-9)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)

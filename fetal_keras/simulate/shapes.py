@@ -23,7 +23,12 @@ def rotation_between(a, b) -> np.ndarray:
     a, b = np.asarray(a, float) / np.linalg.norm(a), np.asarray(b, float) / np.linalg.norm(b)
     axis, cos = np.cross(a, b), float(np.dot(a, b))
     if np.linalg.norm(axis) < 1e-9:
-        return np.eye(3) if cos > 0 else np.diag([1.0, -1.0, -1.0]) if abs(a[0]) < 0.9 else np.diag([-1.0, 1.0, -1.0])
+        if cos > 0:
+            return np.eye(3)
+        # Opposite vectors: half a turn about any axis perpendicular to a.
+        normal = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        normal /= np.linalg.norm(normal)
+        return 2.0 * np.outer(normal, normal) - np.eye(3)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + k + k @ k / (1 + cos)
 
