@@ -65,6 +65,23 @@ def write_cohort(tmp_path):
     return make
 
 
+def tiny_train_config(train_csv: str, val_csv: str, run_dir, **changes):
+    """A TrainConfig for a network and a run small enough for CPU tests (seconds per epoch)."""
+    from fetal_keras.config import TrainConfig
+
+    settings = dict(
+        base_filters=2,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        slabs_per_stack=2,
+        validation_slabs_per_stack=1,
+        augmentation="none",
+        seed=1,
+    )
+    return TrainConfig(train_csv, val_csv, str(run_dir), **(settings | changes))
+
+
 @pytest.fixture
 def train_val_csvs(write_cohort):
     """A 5-stack cohort split into train.csv (3 stacks) and val.csv (2 stacks); returns both paths as strings."""

@@ -20,23 +20,11 @@ def main() -> None:
     import keras
 
     keras.config.disable_traceback_filtering()
-    from fetal_keras.config import TrainConfig
+    from conftest import tiny_train_config
+
     from fetal_keras.train import train
 
-    config = TrainConfig(
-        train_csv,
-        val_csv,
-        run_dir,
-        base_filters=2,
-        epochs=2,
-        steps_per_epoch=3,
-        batch_size=4,
-        slabs_per_stack=2,
-        validation_slabs_per_stack=1,
-        augmentation="none",
-        seed=3,
-        strategy=mode,
-    )
+    config = tiny_train_config(train_csv, val_csv, run_dir, steps_per_epoch=3, batch_size=4, seed=3, strategy=mode)
     result = train(config, verbose=0)
     replicas, spread = 1, 0.0
     for weight in result.model.weights:

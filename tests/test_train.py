@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_train_config
 
 from fetal_keras.callbacks import export_saved_model
 from fetal_keras.config import TrainConfig
@@ -22,17 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _tiny(csvs, run_dir, **changes):
-    settings = dict(
-        base_filters=2,
-        epochs=2,
-        steps_per_epoch=2,
-        batch_size=2,
-        slabs_per_stack=2,
-        validation_slabs_per_stack=1,
-        augmentation="none",
-        seed=1,
-    )
-    return TrainConfig(csvs[0], csvs[1], str(run_dir), **(settings | changes))
+    return tiny_train_config(*csvs, run_dir, **changes)
 
 
 def _epochs(history_csv: Path) -> list[int]:
