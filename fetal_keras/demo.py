@@ -24,7 +24,7 @@ from fetal_keras.train import train
 
 
 def run_demo(
-    out_dir: str | Path, subjects: int = 10, seed: int = 0, epochs: int = 6, steps_per_epoch: int = 20
+    out_dir: str | Path, subjects: int = 10, seed: int = 0, epochs: int = 12, steps_per_epoch: int = 25
 ) -> dict:
     """Run every step of the demo that exists, printing where each output went.
 

@@ -20,9 +20,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of simulation, split and training (default: %(default)s)"
     )
-    parser.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: %(default)s)")
     parser.add_argument(
-        "--steps-per-epoch", type=int, default=20, help="training batches of 10 slabs per epoch (default: %(default)s)"
+        "--steps-per-epoch", type=int, default=25, help="training batches of 10 slabs per epoch (default: %(default)s)"
     )
     parser.set_defaults(run=run)
 
