@@ -19,7 +19,7 @@ def test_python_dash_m_and_console_script_show_help():
         assert "check" in result.stdout and "split" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "split"])
+@pytest.mark.parametrize("command", ["check", "split", "simulate", "train", "demo"])
 def test_every_option_has_help_text(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -79,3 +79,41 @@ def test_split_refuses_to_overwrite_its_input(tmp_path, write_cohort):
     renamed = csv.rename(csv.parent / "train.csv")
     assert main(["split", "--csv", str(renamed), "--out", str(renamed.parent)]) == 2
     assert renamed.read_text().startswith("iFIND_id,image,segmentation\nsub-00")
+
+
+def test_train_flags_override_a_saved_config(tmp_path):
+    from fetal_keras.cli.main import build_parser
+    from fetal_keras.cli.train_command import config_from_args
+    from fetal_keras.config import TrainConfig
+
+    saved = TrainConfig("a.csv", "b.csv", "old_run", preset="fetal_fcn", learning_rate=0.01, brain_labels=(2,))
+    saved.save(tmp_path / "config.json")
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--train-csv",
+            "a.csv",
+            "--val-csv",
+            "b.csv",
+            "--run-dir",
+            "new_run",
+            "--config",
+            str(tmp_path / "config.json"),
+            "--epochs",
+            "3",
+            "--brain-labels",
+            "2,9",
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.preset, config.learning_rate, config.epochs) == ("fetal_fcn", 0.01, 3)
+    assert (config.run_dir, config.brain_labels) == ("new_run", (2, 9))
+
+
+def test_train_defaults_are_the_config_defaults():
+    from fetal_keras.cli.main import build_parser
+    from fetal_keras.cli.train_command import config_from_args
+    from fetal_keras.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--train-csv", "a", "--val-csv", "b", "--run-dir", "c"])
+    assert config_from_args(args) == TrainConfig("a", "b", "c")
