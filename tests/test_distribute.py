@@ -41,8 +41,9 @@ def test_mirrored_strategy_keeps_two_replicas_identical(train_val_csvs, tmp_path
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585: the symbolic build "
-    "reduces a nested PerReplica batch); strict, so this test fails and must be revisited once Keras fixes it",
+    reason="Keras 3.15 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585: its symbolic build "
+    "reduces a nested PerReplica batch, and its train step reduces 0-d logs along axis 0); strict, so this test "
+    "fails and must be revisited once Keras fixes it",
 )
 def test_two_workers_end_with_identical_weights(train_val_csvs, tmp_path):
     workers = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
