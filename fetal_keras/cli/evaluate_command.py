@@ -1,0 +1,58 @@
+"""``fetal-keras evaluate``: per-stack metrics of predicted masks against a labelled cohort, and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fetal_keras.evaluate import evaluate_cohort, summarize
+from fetal_keras.files import atomic_output, ensure_not_input
+from fetal_keras.labels import parse_label_values
+
+
+def add_parser(subparsers) -> None:
+    """Register ``evaluate``."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare predicted masks with a labelled cohort",
+        description="Per stack: Dice, Jaccard, HD95 and ASSD in mm, sensitivity, precision, true and predicted brain "
+        "volume in ml, written to --out; the summary (mean, sd, median, stacks with Dice < 0.9) is printed and written "
+        "beside it as <out>_summary.json. Predictions are read from PRED_DIR/<iFIND_id>_mask.nii.gz.",
+    )
+    parser.add_argument("--csv", required=True, help="labelled cohort CSV (iFIND_id,image,segmentation)")
+    parser.add_argument("--pred-dir", required=True, help="folder of <iFIND_id>_mask.nii.gz predictions")
+    parser.add_argument("--out", required=True, help="metrics CSV to write, e.g. metrics.csv")
+    parser.add_argument(
+        "--brain-labels", default=None, help="label values that are brain in the segmentations (default: any non-zero)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evaluate``; exit 1 when some stack could not be evaluated."""
+    out = Path(args.out)
+    summary_path = out.with_name(f"{out.stem}_summary.json")
+    ensure_not_input(out, [args.csv])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate_cohort(args.csv, args.pred_dir, parse_label_values(args.brain_labels), progress=not args.quiet)
+    summary = summarize(metrics)
+    with atomic_output(out) as temporary:
+        metrics.to_csv(temporary, index=False, float_format="%.6g")
+    with atomic_output(summary_path) as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    dice = summary["dice"]
+    if dice["n"]:
+        sd = f" +/- {dice['sd']:.3f}" if dice["sd"] is not None else ""
+        print(
+            f"Dice {dice['mean']:.3f}{sd} (median {dice['median']:.3f}) over {dice['n']} stacks; "
+            f"{summary['dice_below_0.9']} below 0.9"
+        )
+    for name in ("hd95_mm", "assd_mm"):
+        if summary[name]["n"]:
+            print(f"{name}: {summary[name]['mean']:.2f} (median {summary[name]['median']:.2f})")
+    for _, row in metrics[metrics["error"] != ""].iterrows():
+        print(f"not evaluated: {row['iFIND_id']}: {row['error']}")
+    print(f"Metrics: {out}; summary: {summary_path}")
+    return 1 if summary["failed"] else 0

@@ -1,0 +1,139 @@
+"""Segmentation metrics per stack, in physical units, with SimpleITK filters, and a cohort summary.
+
+Conventions (stated once, used everywhere):
+- Masks are compared on the stack's grid; prediction and truth must share it (size, spacing, origin, direction).
+- Dice and Jaccard: 1.0 when both masks are empty, 0.0 when exactly one is.
+- Surface distances (mm, anisotropic spacing respected) are measured between the masks' boundary voxels
+  (``sitk.LabelContour``) through Euclidean distance maps (``sitk.SignedMaurerDistanceMap``). HD95 is the larger of
+  the two directed 95th percentiles; ASSD is the mean over both directions' distances. Both are 0 when both masks
+  are empty and NaN (undefined: no surface to measure from) when exactly one is.
+- Sensitivity is NaN for an empty truth, precision NaN for an empty prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from tqdm.auto import tqdm
+
+from fetal_keras.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.io import read_stack
+from fetal_keras.labels import brain_mask_from_labels
+
+METRIC_COLUMNS = (
+    "dice",
+    "jaccard",
+    "hd95_mm",
+    "assd_mm",
+    "sensitivity",
+    "precision",
+    "true_volume_ml",
+    "predicted_volume_ml",
+)
+
+
+def _image(mask: np.ndarray, spacing_mm) -> sitk.Image:
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(tuple(float(v) for v in spacing_mm))
+    return image
+
+
+def _directed_surface_distances(source: sitk.Image, target: sitk.Image) -> np.ndarray:
+    """Distances (mm) from every boundary voxel of ``source`` to the boundary of ``target``."""
+    target_surface = sitk.LabelContour(target, fullyConnected=False)
+    distance = sitk.SignedMaurerDistanceMap(
+        target_surface, insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
+    source_surface = sitk.GetArrayFromImage(sitk.LabelContour(source, fullyConnected=False)) > 0
+    return np.abs(sitk.GetArrayFromImage(distance)[source_surface])
+
+
+def mask_metrics(prediction: np.ndarray, truth: np.ndarray, spacing_mm) -> dict[str, float]:
+    """Every metric of ``METRIC_COLUMNS`` for two binary ``[z, y, x]`` masks on one grid.
+
+    Args:
+        prediction: predicted brain mask.
+        truth: reference brain mask.
+        spacing_mm: (x, y, z) voxel spacing in mm, as SimpleITK gives it.
+    """
+    if prediction.shape != truth.shape:
+        raise ValueError(f"Prediction shape {prediction.shape} differs from truth shape {truth.shape}.")
+    predicted, true = prediction.astype(bool), truth.astype(bool)
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    overlap, n_predicted, n_true = int((predicted & true).sum()), int(predicted.sum()), int(true.sum())
+    metrics = {
+        "sensitivity": overlap / n_true if n_true else math.nan,
+        "precision": overlap / n_predicted if n_predicted else math.nan,
+        "true_volume_ml": n_true * voxel_ml,
+        "predicted_volume_ml": n_predicted * voxel_ml,
+    }
+    if not n_true and not n_predicted:
+        return metrics | {"dice": 1.0, "jaccard": 1.0, "hd95_mm": 0.0, "assd_mm": 0.0}
+    if not n_true or not n_predicted:
+        return metrics | {"dice": 0.0, "jaccard": 0.0, "hd95_mm": math.nan, "assd_mm": math.nan}
+    predicted_image, true_image = _image(predicted, spacing_mm), _image(true, spacing_mm)
+    overlap_filter = sitk.LabelOverlapMeasuresImageFilter()
+    overlap_filter.Execute(true_image, predicted_image)
+    forward = _directed_surface_distances(predicted_image, true_image)
+    backward = _directed_surface_distances(true_image, predicted_image)
+    return metrics | {
+        "dice": overlap_filter.GetDiceCoefficient(),
+        "jaccard": overlap_filter.GetJaccardCoefficient(),
+        "hd95_mm": float(max(np.percentile(forward, 95), np.percentile(backward, 95))),
+        "assd_mm": float(np.concatenate([forward, backward]).mean()),
+    }
+
+
+def prediction_path(pred_dir: str | Path, stack_id: str) -> Path:
+    """Where ``fetal-keras predict`` writes the mask of ``stack_id``: ``DIR/<id>_mask.nii.gz``."""
+    return Path(pred_dir) / f"{stack_id}_mask.nii.gz"
+
+
+def evaluate_cohort(
+    csv_path: str | Path, pred_dir: str | Path, brain_labels=None, progress: bool = True
+) -> pd.DataFrame:
+    """Metrics of every labelled stack of a cohort against ``pred_dir/<id>_mask.nii.gz``.
+
+    A stack whose prediction is missing, unreadable or on another grid gets NaN metrics and its reason in the
+    ``error`` column; the others are still evaluated.
+    """
+    table = read_cohort(csv_path, require_segmentation=True)
+    rows = []
+    for _, row in tqdm(table.iterrows(), total=len(table), desc="evaluating", unit="stack", disable=not progress):
+        record = {"iFIND_id": row[ID_COLUMN], "prediction": str(prediction_path(pred_dir, row[ID_COLUMN])), "error": ""}
+        try:
+            truth = read_stack(row[SEGMENTATION_COLUMN])
+            prediction = read_stack(record["prediction"])
+            differences = truth.geometry.differences(prediction.geometry)
+            if differences:
+                raise ValueError("prediction grid differs from the segmentation: " + "; ".join(differences))
+            truth_mask = brain_mask_from_labels(truth.array, brain_labels)
+            record |= mask_metrics(prediction.array > 0, truth_mask, truth.geometry.spacing_mm)
+        except (ValueError, FileNotFoundError) as error:
+            record |= {name: math.nan for name in METRIC_COLUMNS} | {"error": str(error)}
+        rows.append(record)
+    return pd.DataFrame(rows, columns=["iFIND_id", *METRIC_COLUMNS, "prediction", "error"])
+
+
+def summarize(metrics: pd.DataFrame, dice_threshold: float = 0.9) -> dict:
+    """Mean, sd, median of each metric over evaluated stacks (NaN excluded), and how many fall below a Dice."""
+    evaluated = metrics[metrics["error"] == ""]
+    summary = {
+        "stacks": int(len(metrics)),
+        "evaluated": int(len(evaluated)),
+        "failed": int(len(metrics) - len(evaluated)),
+        f"dice_below_{dice_threshold}": int((evaluated["dice"] < dice_threshold).sum()),
+    }
+    for name in METRIC_COLUMNS:
+        values = evaluated[name].dropna()
+        summary[name] = {
+            "mean": float(values.mean()) if len(values) else None,
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "median": float(values.median()) if len(values) else None,
+            "n": int(len(values)),
+        }
+    return summary
