@@ -6,6 +6,7 @@ Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRes
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from fetal_keras.inference import predict_brain_probability
 from fetal_keras.metrics import dice_score
+from fetal_keras.model import total_stride
 from fetal_keras.preprocess import PreparedStack
 
 VOLUME_DICE = "val_volume_dice"
@@ -89,11 +91,19 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+SAVED_MODEL_INFO = "fetal_keras.json"
+
+
 def export_saved_model(model: keras.Model, saved_model_root: str | Path) -> Path:
-    """Export ``model`` for serving into ``saved_model_root/<timestamp>/`` (TensorFlow SavedModel, ``serve``)."""
+    """Export ``model`` for serving into ``saved_model_root/<timestamp>/`` (TensorFlow SavedModel, ``serve``).
+
+    Beside the SavedModel, ``fetal_keras.json`` records what inference needs to know: the in-plane stride.
+    """
     target = Path(saved_model_root) / timestamp()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     model.export(str(partial), format="tf_saved_model", verbose=False)
+    info = {"model": model.name, "stride": total_stride(model), "input": "[batch, 3, y, x, 1] whitened slabs"}
+    (partial / SAVED_MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
     partial.rename(target)
     return target

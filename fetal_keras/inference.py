@@ -21,18 +21,20 @@ def pad_in_plane(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[in
     return np.pad(image, padding, constant_values=float(image.min())), (height, width)
 
 
-def predict_brain_probability(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
     """Brain probability of every voxel of a whitened stack.
 
     Args:
-        model: a slab model (``[b, 3, y, x, 1]`` -> ``[b, 3, y, x, 2]`` softmax).
+        model: a slab model (``[b, 3, y, x, 1]`` -> ``[b, 3, y, x, 2]`` softmax): a Keras model, or any callable
+            with a ``stride`` attribute (e.g. ``fetal_keras.model_loading.SavedModelPredictor``).
         image: ``[z, y, x]`` whitened stack (as ``fetal_keras.preprocess`` prepares it), any size.
         batch_size: slabs per forward pass.
 
     Returns:
         ``[z, y, x]`` float32 probabilities in [0, 1].
     """
-    padded, (height, width) = pad_in_plane(image.astype(np.float32), total_stride(model))
+    stride = model.stride if hasattr(model, "stride") else total_stride(model)
+    padded, (height, width) = pad_in_plane(image.astype(np.float32), stride)
     depth = padded.shape[0]
     index = np.clip(
         np.arange(depth)[:, None] + np.arange(-1, 2)[None, :], 0, depth - 1
@@ -52,6 +54,6 @@ def predict_brain_probability(model: keras.Model, image: np.ndarray, batch_size:
     return (total / count[:, None, None])[:, :height, :width]
 
 
-def predict_brain_mask(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+def predict_brain_mask(model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
     """Binary brain mask ``[z, y, x]`` uint8 (probability >= 0.5) of a whitened stack."""
     return (predict_brain_probability(model, image, batch_size) >= 0.5).astype(np.uint8)

@@ -11,12 +11,21 @@ from fetal_keras.cli import (
     check_command,
     demo_command,
     evaluate_command,
+    predict_command,
     simulate_command,
     split_command,
     train_command,
 )
 
-COMMANDS = (check_command, simulate_command, split_command, train_command, evaluate_command, demo_command)
+COMMANDS = (
+    check_command,
+    simulate_command,
+    split_command,
+    train_command,
+    predict_command,
+    evaluate_command,
+    demo_command,
+)
 
 # Errors that mean "the user's input is wrong": printed as one paragraph, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)

@@ -1,0 +1,80 @@
+"""Load a model for inference from a run folder, a SavedModel folder or a ``.keras`` file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fetal_keras.callbacks import SAVED_MODEL_INFO
+from fetal_keras.config import TrainConfig
+from fetal_keras.preprocess import PreprocessConfig
+
+DEFAULT_STRIDE = 8
+
+
+class SavedModelPredictor:
+    """An exported SavedModel used like a Keras model by ``fetal_keras.inference``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._loaded = tf.saved_model.load(str(self.folder))  # keep it: its variables live with it
+        info = self.folder / SAVED_MODEL_INFO
+        self.stride = json.loads(info.read_text())["stride"] if info.exists() else DEFAULT_STRIDE
+
+    def __call__(self, slabs, training: bool = False):
+        return self._loaded.serve(tf.constant(np.asarray(slabs, np.float32)))
+
+
+def newest_saved_model(root: str | Path) -> Path:
+    """The newest export under ``root``: folders are named by UTC timestamp, so the largest name is the newest
+    (modification time breaks ties and orders folders named otherwise).
+
+    Raises:
+        FileNotFoundError: if ``root`` holds no SavedModel.
+    """
+    exports = [folder for folder in Path(root).iterdir() if (folder / "saved_model.pb").is_file()]
+    if not exports:
+        raise FileNotFoundError(f"{root} holds no SavedModel (no <folder>/saved_model.pb).")
+    return max(exports, key=lambda folder: (folder.name[:1].isdigit(), folder.name, folder.stat().st_mtime))
+
+
+def load_predictor(spec: str | Path):
+    """Load what ``spec`` names, for inference.
+
+    Args:
+        spec: a training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, or a ``.keras``
+            file (loaded with ``safe_mode=True``: no code from the file is run).
+
+    Returns:
+        (predictor, preprocessing the model was trained with, description of what was loaded).
+
+    Raises:
+        FileNotFoundError: if nothing loadable is found at ``spec``.
+        ValueError: if the file is not a model fetal_keras can load.
+    """
+    path = Path(spec)
+    run_config = path / "config.json"
+    preprocess = PreprocessConfig()
+    if run_config.is_file():
+        config = TrainConfig.load(run_config)
+        preprocess = PreprocessConfig(
+            config.clip_percentiles, config.target_spacing_mm, brain_labels=config.brain_labels
+        )
+    if path.is_dir() and (path / "saved_model").is_dir():
+        path = newest_saved_model(path / "saved_model")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return SavedModelPredictor(path), preprocess, str(path)
+    if path.is_file() and path.suffix == ".keras":
+        try:
+            return keras.saving.load_model(path, safe_mode=True), preprocess, str(path)
+        except (ValueError, OSError, TypeError, KeyError) as error:
+            raise ValueError(f"{path} cannot be loaded as a fetal_keras model: {error}") from None
+    if not path.exists():
+        raise FileNotFoundError(f"Model {spec} does not exist.")
+    raise FileNotFoundError(
+        f"{spec} is neither a run folder (with saved_model/), a SavedModel folder (with saved_model.pb) nor a .keras file."
+    )

@@ -1,0 +1,192 @@
+"""Deploy: segment whole stacks, write masks with the stack's exact header, and per-stack QC in ``predictions.csv``.
+
+For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.inference``),
+optional test-time augmentation (in-plane flips, optionally transposes; probabilities averaged, their standard
+deviation across the variants written as ``<id>_uncertainty.nii.gz``), optional post-processing (largest 3D
+connected component, then hole filling, with SimpleITK), and per-slice QC flags: slices whose mask area jumps
+relative to their neighbours, or whose brain region is uncertain under TTA. One failing stack is reported in
+``predictions.csv`` and the others still complete; every output is written atomically and never over an input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from tqdm.auto import tqdm
+
+from fetal_keras.files import atomic_output, ensure_not_input
+from fetal_keras.inference import predict_brain_probability
+from fetal_keras.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
+from fetal_keras.preprocess import PreprocessConfig, prepare_stack
+
+PREDICTION_COLUMNS = (
+    "iFIND_id",
+    "input",
+    "mask",
+    "probability",
+    "uncertainty",
+    "seconds",
+    "brain_volume_ml",
+    "slices",
+    "flagged_slices",
+    "model",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How stacks are segmented.
+
+    Attributes:
+        tta: average over in-plane flips (4 variants; 8 with ``tta_transpose``) and write the uncertainty.
+        tta_transpose: also swap the in-plane axes in TTA.
+        postprocess: keep the largest 3D connected component and fill holes.
+        save_probabilities: also write ``<id>_prob.nii.gz`` (float32 brain probability).
+        batch_size: slabs per forward pass.
+        qc_area_ratio: a slice is flagged when its mask area differs from its neighbours' mean by this factor.
+        qc_min_area_px: neighbours' mean area below which area jumps are not flagged (brain edges).
+        qc_uncertainty: a slice is flagged when the mean TTA standard deviation over its brain region exceeds this.
+    """
+
+    tta: bool = False
+    tta_transpose: bool = False
+    postprocess: bool = True
+    save_probabilities: bool = False
+    batch_size: int = 4
+    qc_area_ratio: float = 2.0
+    qc_min_area_px: int = 50
+    qc_uncertainty: float = 0.15
+
+
+def _variants(transpose: bool):
+    """TTA variants as (forward, inverse) functions on ``[z, y, x]`` arrays."""
+    variants = []
+    for axes in ((), (1,), (2,), (1, 2)):
+
+        def flip(array, axes=axes):
+            return np.flip(array, axes) if axes else array
+
+        variants.append((flip, flip))
+        if transpose:
+            variants.append((lambda a, f=flip: f(a).transpose(0, 2, 1), lambda a, f=flip: f(a.transpose(0, 2, 1))))
+    return variants
+
+
+def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> tuple[np.ndarray, np.ndarray | None]:
+    """Brain probability ``[z, y, x]`` of a whitened stack, and the TTA standard deviation (None without TTA)."""
+    if not options.tta:
+        return predict_brain_probability(predictor, image, options.batch_size), None
+    members = [
+        inverse(predict_brain_probability(predictor, np.ascontiguousarray(forward(image)), options.batch_size))
+        for forward, inverse in _variants(options.tta_transpose)
+    ]
+    return np.mean(members, axis=0), np.std(members, axis=0)
+
+
+def postprocess_mask(mask: np.ndarray) -> np.ndarray:
+    """Largest 3D connected component of a ``[z, y, x]`` mask, with its holes filled (uint8 0/1)."""
+    if not mask.any():
+        return mask.astype(np.uint8)
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    largest = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True) == 1
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(largest)).astype(np.uint8)
+
+
+def flagged_slices(mask: np.ndarray, spread: np.ndarray | None, options: PredictOptions) -> list[int]:
+    """Slices to look at before reconstruction: area jumps relative to neighbours, or uncertain brain."""
+    areas = mask.reshape(len(mask), -1).sum(axis=1).astype(float)
+    flagged = set()
+    for index in range(len(areas)):
+        neighbours = [areas[i] for i in (index - 1, index + 1) if 0 <= i < len(areas)]
+        expected = float(np.mean(neighbours)) if neighbours else 0.0
+        if expected >= options.qc_min_area_px:
+            ratio = (areas[index] + 1.0) / (expected + 1.0)
+            if ratio > options.qc_area_ratio or ratio < 1.0 / options.qc_area_ratio:
+                flagged.add(index)
+        if spread is not None and mask[index].any() and spread[index][mask[index] > 0].mean() > options.qc_uncertainty:
+            flagged.add(index)
+    return sorted(flagged)
+
+
+def _to_source_grid(array: np.ndarray, grid: StackGeometry, source: StackGeometry, is_label: bool) -> np.ndarray:
+    """Resample an array on the preprocessing grid back onto the stack's own grid (no-op when they are the same)."""
+    if grid == source:
+        return array
+    image = grid.apply_to(sitk.GetImageFromArray(array.astype(np.float32)))
+    reference = source.apply_to(sitk.Image([int(v) for v in source.size], sitk.sitkFloat32))
+    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
+
+
+def output_paths(out_dir: Path, stack_id: str) -> dict[str, Path]:
+    """Where a stack's outputs go: ``<id>_mask.nii.gz``, ``<id>_prob.nii.gz``, ``<id>_uncertainty.nii.gz``."""
+    return {name: out_dir / f"{stack_id}_{name}.nii.gz" for name in ("mask", "prob", "uncertainty")}
+
+
+def predict_stack(
+    predictor, stack_id: str, path: str | Path, out_dir: Path, options: PredictOptions, preprocess: PreprocessConfig
+) -> dict:
+    """Segment one stack and write its outputs; return its ``predictions.csv`` row (without model and error)."""
+    start = time.perf_counter()
+    paths = output_paths(out_dir, stack_id)
+    for output in paths.values():
+        ensure_not_input(output, [path])
+    prepared = prepare_stack(stack_id, path, None, preprocess)
+    probability, spread = stack_probability(predictor, prepared.unpadded_image, options)
+    source = read_geometry(path)
+    probability = _to_source_grid(probability, prepared.geometry, source, is_label=False)
+    mask = (probability >= 0.5).astype(np.uint8)
+    if options.postprocess:
+        mask = postprocess_mask(mask)
+    if spread is not None:
+        spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
+    write_mask(mask, source, paths["mask"])
+    written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}
+    if options.save_probabilities:
+        written["probability"] = str(write_like(probability.astype(np.float32), source, paths["prob"]))
+    if spread is not None:
+        written["uncertainty"] = str(write_like(spread.astype(np.float32), source, paths["uncertainty"]))
+    return {
+        "iFIND_id": stack_id,
+        "input": str(path),
+        **written,
+        "seconds": round(time.perf_counter() - start, 3),
+        "brain_volume_ml": round(float(mask.sum() * np.prod(source.spacing_mm) / 1000.0), 3),
+        "slices": int(mask.shape[0]),
+        "flagged_slices": ";".join(str(index) for index in flagged_slices(mask, spread, options)),
+    }
+
+
+def predict_many(
+    predictor,
+    stacks: list[tuple[str, str]],
+    out_dir: str | Path,
+    options: PredictOptions,
+    preprocess: PreprocessConfig,
+    model_description: str = "",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Segment every ``(id, path)`` and write ``out_dir/predictions.csv``; a failing stack is reported, not fatal.
+
+    Returns:
+        The ``predictions.csv`` table (``error`` empty for stacks that succeeded).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for stack_id, path in tqdm(stacks, desc="segmenting", unit="stack", disable=not progress):
+        try:
+            row = predict_stack(predictor, stack_id, path, out_dir, options, preprocess) | {"error": ""}
+        except (StackReadError, ValueError, FileNotFoundError, PermissionError) as error:
+            row = {"iFIND_id": stack_id, "input": str(path), "error": str(error)}
+        rows.append(row | {"model": model_description})
+    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    with atomic_output(out_dir / "predictions.csv") as temporary:
+        table.to_csv(temporary, index=False)
+    return table

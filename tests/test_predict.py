@@ -1,0 +1,145 @@
+"""Deploy: exact headers, TTA, post-processing, QC flags, failure isolation, model loading."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import OBLIQUE, synthetic_pair, write_volume
+
+from fetal_keras.callbacks import export_saved_model
+from fetal_keras.cli.main import main
+from fetal_keras.io import read_stack
+from fetal_keras.model import build_model
+from fetal_keras.model_loading import SavedModelPredictor, load_predictor, newest_saved_model
+from fetal_keras.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
+from fetal_keras.preprocess import PreprocessConfig
+
+
+class ThresholdPredictor:
+    """Brain probability = sigmoid(4 x intensity) for every voxel: equivariant to flips, stride 8."""
+
+    stride = 8
+
+    def __call__(self, slabs, training=False):
+        brain = 1.0 / (1.0 + np.exp(-4.0 * np.asarray(slabs)))
+        return np.concatenate([1.0 - brain, brain], axis=-1)
+
+
+class LeftBiasedPredictor(ThresholdPredictor):
+    """Adds a ramp along x: not flip-equivariant, so TTA variants disagree."""
+
+    def __call__(self, slabs, training=False):
+        slabs = np.asarray(slabs)
+        ramp = np.linspace(-2, 2, slabs.shape[3])[None, None, None, :, None]
+        return super().__call__(slabs + ramp)
+
+
+def test_postprocessing_removes_a_spurious_blob_and_fills_a_hole():
+    mask = np.zeros((6, 30, 30), np.uint8)
+    mask[1:5, 5:20, 5:20] = 1
+    mask[2:4, 10:13, 10:13] = 0  # a hole inside the brain
+    mask[2, 25:28, 25:28] = 1  # a spurious blob
+    cleaned = postprocess_mask(mask)
+    assert cleaned[2, 26, 26] == 0 and cleaned[3, 11, 11] == 1
+    assert cleaned.sum() == 4 * 15 * 15
+
+
+def test_tta_agrees_for_an_equivariant_model_and_reports_disagreement_otherwise():
+    image = np.random.default_rng(0).normal(size=(4, 24, 40)).astype(np.float32)
+    plain, none = stack_probability(ThresholdPredictor(), image, PredictOptions())
+    mean, spread = stack_probability(ThresholdPredictor(), image, PredictOptions(tta=True, tta_transpose=True))
+    assert none is None
+    np.testing.assert_allclose(mean, plain, atol=1e-6)
+    assert spread.max() < 1e-6
+    _, biased_spread = stack_probability(LeftBiasedPredictor(), image, PredictOptions(tta=True))
+    assert biased_spread.mean() > 0.05
+
+
+def test_qc_flags_area_jumps_and_uncertain_slices():
+    mask = np.zeros((5, 20, 20), np.uint8)
+    mask[:, 5:15, 5:15] = 1
+    mask[2, 5:15, 5:8] = 1
+    mask[2, 8:15, :] = 0  # slice 2 keeps 30 of 100 pixels: a jump
+    assert flagged_slices(mask, None, PredictOptions()) == [2]
+    spread = np.zeros(mask.shape, np.float32)
+    spread[4] = 0.3
+    assert flagged_slices(mask, spread, PredictOptions()) == [2, 4]
+
+
+def test_predictions_keep_the_header_and_a_corrupt_stack_does_not_stop_the_others(tmp_path):
+    inputs = []
+    for index in range(3):
+        image, _ = synthetic_pair(shape=(5, 20, 18), seed=index)
+        inputs.append(write_volume(tmp_path / "in" / f"s{index}.nii.gz", image, (0.8, 0.8, 4.0), (1, 2, 3), OBLIQUE))
+    inputs[1].write_bytes(inputs[1].read_bytes()[:100])
+    stacks = [(f"s{index}", str(path)) for index, path in enumerate(inputs)]
+    options = PredictOptions(tta=True, save_probabilities=True)
+
+    table = predict_many(
+        ThresholdPredictor(), stacks, tmp_path / "out", options, PreprocessConfig(), "threshold", False
+    )
+
+    assert table["error"].astype(bool).tolist() == [False, True, False]
+    assert "s1.nii.gz cannot be read" in table.loc[1, "error"]
+    for index in (0, 2):
+        source = read_stack(inputs[index])
+        for name in ("mask", "prob", "uncertainty"):
+            written = read_stack(tmp_path / "out" / f"s{index}_{name}.nii.gz")
+            assert written.geometry.size == source.geometry.size
+            assert written.geometry.spacing_mm == source.geometry.spacing_mm
+            assert written.geometry.origin_mm == source.geometry.origin_mm
+            assert written.geometry.direction == source.geometry.direction
+        assert read_stack(tmp_path / "out" / f"s{index}_mask.nii.gz").array.dtype == np.uint8
+    assert not (tmp_path / "out" / "s1_mask.nii.gz").exists()
+    assert (tmp_path / "out" / "predictions.csv").is_file()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_newest_saved_model_is_chosen_by_timestamp_not_listing_order(tmp_path):
+    model = build_model("unet", base_filters=2)
+    old = export_saved_model(model, tmp_path / "saved_model")
+    new = export_saved_model(model, tmp_path / "saved_model")
+    os.utime(old, (4e9, 4e9))  # the older export looks newer on disk
+    assert new.name > old.name and newest_saved_model(tmp_path / "saved_model") == new
+    predictor, _, description = load_predictor(tmp_path)
+    assert isinstance(predictor, SavedModelPredictor) and description == str(new) and predictor.stride == 8
+
+
+def test_model_specs_that_cannot_be_loaded_are_named(tmp_path):
+    (tmp_path / "saved_model").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no SavedModel"):
+        load_predictor(tmp_path)
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.keras cannot be loaded"):
+        load_predictor(tmp_path / "broken.keras")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_predictor(tmp_path / "absent.keras")
+
+
+def test_predict_command_with_a_keras_file(tmp_path, write_cohort, capsys):
+    csv = write_cohort(2)
+    build_model("unet", base_filters=2).save(tmp_path / "model.keras")
+    out = tmp_path / "out"
+    assert (
+        main(["predict", "--model", str(tmp_path / "model.keras"), "--csv", str(csv), "--out", str(out), "--quiet"])
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*_mask.nii.gz")) == ["sub-00_mask.nii.gz", "sub-01_mask.nii.gz"]
+    assert "Segmented 2 of 2 stacks" in capsys.readouterr().out
+    image = csv.parent / "images" / "sub-00.nii.gz"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "model.keras"),
+                "--input",
+                str(image),
+                str(tmp_path / "gone.nii.gz"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
