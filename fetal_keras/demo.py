@@ -1,8 +1,8 @@
 """The main job end to end on CPU in minutes (``fetal-keras demo`` / ``make demo``).
 
 It grows with the project. Today: simulate a small cohort, check it, split it by subject, train the default
-model for a few minutes and export it, reporting the whole-volume validation Dice. Test-set evaluation and
-figures join it as they land.
+model for a few minutes and export it, segment the test split with the exported model and evaluate it. Figures
+join it as they land.
 """
 
 from __future__ import annotations
@@ -16,11 +16,20 @@ from fetal_keras.callbacks import VOLUME_DICE
 from fetal_keras.check import CheckOptions, check_cohort
 from fetal_keras.cohort import read_cohort
 from fetal_keras.config import TrainConfig
+from fetal_keras.evaluate import evaluate_cohort, summarize
 from fetal_keras.files import atomic_output
+from fetal_keras.model_loading import load_predictor
+from fetal_keras.predict import PredictOptions, predict_many
 from fetal_keras.problems import Severity
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.train import train
+
+
+def _format(statistic: dict) -> str:
+    if statistic["mean"] is None:
+        return "n/a"
+    return f"{statistic['mean']:.3f}" + (f" +/- {statistic['sd']:.3f}" if statistic["sd"] is not None else "")
 
 
 def run_demo(
@@ -43,20 +52,20 @@ def run_demo(
     """
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    print(f"[1/4] simulating {subjects} fetuses x 3 stacks into {out_dir / 'cohort'}")
+    print(f"[1/6] simulating {subjects} fetuses x 3 stacks into {out_dir / 'cohort'}")
     csv_path = simulate_cohort(SimulationSettings(subjects=subjects, seed=seed), out_dir / "cohort", overwrite=True)
-    print("[2/4] checking every stack and mask")
+    print("[2/6] checking every stack and mask")
     problems = check_cohort(csv_path, CheckOptions(purpose="train"))
     errors = [problem.describe() for problem in problems if problem.severity is Severity.ERROR]
     if errors:
         raise ValueError("The simulated cohort failed its check:\n" + "\n".join(errors))
     split_dir = out_dir / "split"
-    print(f"[3/4] splitting by subject into {split_dir}")
+    print(f"[3/6] splitting by subject into {split_dir}")
     settings = SplitSettings(val_fraction=0.2, test_fraction=0.2, seed=seed)
     splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
     write_splits(splits, split_dir, csv_path, settings, overwrite=True)
     run_dir = out_dir / "run"
-    print(f"[4/4] training the default model ({epochs} epochs x {steps_per_epoch} batches) into {run_dir}")
+    print(f"[4/6] training the default model ({epochs} epochs x {steps_per_epoch} batches) into {run_dir}")
     shutil.rmtree(run_dir, ignore_errors=True)
     config = TrainConfig(
         str(split_dir / "train.csv"),
@@ -68,6 +77,16 @@ def run_demo(
     )
     result = train(config, verbose=2)
     volume_dice = result.history.history.get(VOLUME_DICE, [])
+    predictions = out_dir / "test_predictions"
+    print(f"[5/6] segmenting the {len(splits['test'])} test stacks with {result.saved_model} into {predictions}")
+    predictor, preprocess, description = load_predictor(run_dir)
+    test_stacks = list(zip(splits["test"]["iFIND_id"], splits["test"]["image"], strict=True))
+    predict_many(predictor, test_stacks, predictions, PredictOptions(), preprocess, description)
+    print(f"[6/6] evaluating the test predictions into {out_dir / 'test_metrics.csv'}")
+    metrics = evaluate_cohort(split_dir / "test.csv", predictions)
+    with atomic_output(out_dir / "test_metrics.csv") as temporary:
+        metrics.to_csv(temporary, index=False)
+    test = summarize(metrics)
     summary = {
         "cohort_csv": str(csv_path),
         "simulation_json": str(out_dir / "cohort" / "simulation.json"),
@@ -78,12 +97,19 @@ def run_demo(
         "saved_model": str(result.saved_model),
         "validation_volume_dice_per_epoch": [round(value, 4) for value in volume_dice],
         "best_validation_volume_dice": round(max(volume_dice), 4) if volume_dice else None,
+        "test_predictions": str(predictions),
+        "test_metrics_csv": str(out_dir / "test_metrics.csv"),
+        "test_dice_mean": test["dice"]["mean"],
+        "test_dice_sd": test["dice"]["sd"],
+        "test_dice_min": float(metrics["dice"].min()) if test["evaluated"] else None,
+        "test_hd95_mm_mean": test["hd95_mm"]["mean"],
         "minutes": round((time.perf_counter() - start) / 60, 2),
     }
     with atomic_output(out_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2) + "\n")
     print(
         f"Done in {summary['minutes']} min: best whole-volume validation Dice {summary['best_validation_volume_dice']}"
-        f" ({len(splits['val'])} stacks); model in {result.saved_model}. Summary: {out_dir / 'summary.json'}"
+        f" ({len(splits['val'])} stacks); test Dice {_format(test['dice'])} ({test['evaluated']} stacks), HD95 "
+        f"{_format(test['hd95_mm'])} mm; model in {result.saved_model}. Summary: {out_dir / 'summary.json'}"
     )
     return summary

@@ -18,4 +18,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "run" / "history.csv").is_file()
     assert (tmp_path / "demo" / "run" / "checkpoints" / "best.keras").is_file()
     assert 0.0 <= summary["best_validation_volume_dice"] <= 1.0
+    assert 0.0 <= summary["test_dice_mean"] <= 1.0
+    assert len(list((tmp_path / "demo" / "test_predictions").glob("*_mask.nii.gz"))) == 3
     assert (tmp_path / "demo" / summary["saved_model"].split("demo/", 1)[1] / "saved_model.pb").is_file()
