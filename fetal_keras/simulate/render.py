@@ -113,13 +113,13 @@ def render_points(
     in_cavity = scene.cavity.membership(world_points, edge_mm)
     placenta = in_cavity * _placenta_fraction(scene, world_points, edge_mm)
     maternal += placenta * (table[Tissue.PLACENTA] * (1.0 + 0.15 * _texture(scene, 0, world_points, 6.0)) - maternal)
-    free_cavity = in_cavity * (1.0 - placenta)
 
     head_signal, head_coverage, brain = _sample_head(scene, volumes, fetal_points)
     body_signal, body_coverage = _paint_body(scene, fetal_points, table, edge_mm)
     fetus_signal = head_signal + (1.0 - head_coverage) * body_signal
     fetus_coverage = head_coverage + (1.0 - head_coverage) * body_coverage
     fetus_signal *= 1.0 + _FINE_TEXTURE_AMPLITUDE * _texture(scene, 1, fetal_points, _FINE_TEXTURE_MM)
-    visible = free_cavity * fetus_coverage
-    image = maternal * (1.0 - visible) + free_cavity * fetus_signal
-    return image.astype(np.float32), (free_cavity * brain).astype(np.float32)
+    # The fetus lies in front of the placenta: it displaces fluid and placenta alike.
+    visible = in_cavity * fetus_coverage
+    image = maternal * (1.0 - visible) + in_cavity * fetus_signal
+    return image.astype(np.float32), (in_cavity * brain).astype(np.float32)

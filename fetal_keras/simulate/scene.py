@@ -120,10 +120,29 @@ def _maternal_abdomen(semi_uterus: np.ndarray, rng: np.random.Generator) -> tupl
     return shapes, record
 
 
+def _head_position(semi_axes: np.ndarray, radius: float, margin_mm: float) -> tuple[float, np.ndarray]:
+    """How far along the long axis a head of ``radius`` can sit in the cavity, and the lateral room left there.
+
+    The head goes as far towards the pole as a sphere of ``radius`` plus ``margin_mm`` still fits inside the
+    ellipsoidal cavity's cross-section (the fetal head lies low in the uterus, or high when breech).
+    """
+    for axial in np.linspace(max(semi_axes[2] - radius - margin_mm, 0.0), 0.0, 40):
+        section = semi_axes[:2] * np.sqrt(max(1.0 - ((axial + radius) / semi_axes[2]) ** 2, 0.0))
+        room = section - radius - margin_mm
+        if (room >= 0).all():
+            return float(axial), room
+    return 0.0, np.zeros(2)
+
+
 def draw_scene(head: HeadModel, rng: np.random.Generator) -> Scene:
     """Place the fetus and its mother: uterus, placenta, maternal abdomen, fetal pose."""
     ga = head.biometry.ga_weeks
-    semi_uterus = np.asarray(uterus_semi_axes_mm(ga, rng))
+    biometry = head.biometry
+    head_radius = max(biometry.brain_size_mm) / 2 + biometry.extra_axial_csf_mm + biometry.skull_mm + biometry.scalp_mm
+    # The cavity must hold the head whole (the fetus displaces fluid and placenta, it is never cut by them).
+    semi_uterus = np.maximum(
+        np.asarray(uterus_semi_axes_mm(ga, rng)), [head_radius + 12, head_radius + 12, 1.6 * head_radius]
+    )
     maternal, record = _maternal_abdomen(semi_uterus, rng)
     half_depth = record["abdomen_semi_axes_mm"][1]
     wall = rng.uniform(5, 10)
@@ -143,12 +162,9 @@ def draw_scene(head: HeadModel, rng: np.random.Generator) -> Scene:
 
     cephalic = rng.uniform() < 0.7
     pole = uterus_rotation @ np.array([0.0, 0.0, -1.0 if cephalic else 1.0])
-    head_radius = 0.5 * head.biometry.bpd_mm / 0.8
-    head_centre = (
-        uterus_centre
-        + pole * max(semi_uterus[2] - head_radius - rng.uniform(5, 20), 0.0)
-        + uterus_rotation @ (rng.normal(0, 0.15, 3) * semi_uterus * [1, 1, 0])
-    )
+    axial, lateral_room = _head_position(semi_uterus, head_radius, margin_mm=rng.uniform(4, 12))
+    lateral = np.clip(rng.normal(0, 0.4, 2), -1, 1) * lateral_room
+    head_centre = uterus_centre + pole * axial + uterus_rotation @ np.array([lateral[0], lateral[1], 0.0])
     spin = rotation_matrix((rng.uniform(-25, 25), rng.uniform(-25, 25), rng.uniform(0, 360)))
     fetal_rotation = rotation_between([0, 0, 1], pole) @ spin
     texture = ndimage.gaussian_filter(
