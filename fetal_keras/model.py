@@ -123,10 +123,9 @@ def build_unet(
     """2.5D U-Net with ``levels`` resolutions (total stride ``2 ** (levels - 1)``), softmax ``[b, 3, y, x, 2]``.
 
     ``bn_momentum`` 0.9 (Keras' default is 0.99): the moving statistics used at validation and deploy then follow
-    the weights within tens of steps. On a short CPU run (8 x 25 batches of 10, simulated cohort of an earlier
-    simulator version) whole-volume
-    validation Dice per epoch was 0.10 0.29 0.33 0.59 0.33 0.45 0.53 0.53 (0.9) against 0.00 0.22 0.18 0.44 0.10 0.04
-    0.16 0.37 (0.99).
+    the weights within tens of steps. On a short CPU run (8 x 25 batches of 10, a cohort of an earlier simulator
+    version) whole-volume validation Dice per epoch was 0.10 0.29 0.33 0.59 0.33 0.45 0.53 0.53 (0.9) against
+    0.00 0.22 0.18 0.44 0.10 0.04 0.16 0.37 (0.99).
     """
     inputs = _slab_input()
     x = inputs
