@@ -57,3 +57,38 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4) -> 
 def predict_brain_mask(model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
     """Binary brain mask ``[z, y, x]`` uint8 (probability >= 0.5) of a whitened stack."""
     return (predict_brain_probability(model, image, batch_size) >= 0.5).astype(np.uint8)
+
+
+def predict_sliding_window(
+    model,
+    image: np.ndarray,
+    window: tuple[int, int, int] = (3, 128, 128),
+    stride: tuple[int, int, int] = (1, 64, 64),
+    batch_size: int = 16,
+) -> np.ndarray:
+    """The original deploy scheme: ``[3, 128, 128]`` windows every ``(1, 64, 64)`` voxels, probabilities averaged.
+
+    Kept for comparison with :func:`predict_brain_probability` (several times more network evaluations). The stack is
+    padded with its minimum to at least one window and cropped back.
+
+    Returns:
+        ``[z, y, x]`` float32 brain probabilities.
+    """
+    shape = image.shape
+    padding = [(0, max(w - n, 0)) for n, w in zip(shape, window, strict=True)]
+    padded = np.pad(image.astype(np.float32), padding, constant_values=float(image.min()))
+    starts = [
+        sorted(set(list(range(0, n - w + 1, s)) + [n - w]))
+        for n, w, s in zip(padded.shape, window, stride, strict=True)
+    ]
+    corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    total = np.zeros(padded.shape, np.float32)
+    count = np.zeros(padded.shape, np.float32)
+    for first in range(0, len(corners), batch_size):
+        batch = corners[first : first + batch_size]
+        slabs = np.stack([padded[z : z + window[0], y : y + window[1], x : x + window[2]] for z, y, x in batch])
+        probabilities = keras.ops.convert_to_numpy(model(slabs[..., None], training=False))[..., 1]
+        for (z, y, x), probability in zip(batch, probabilities, strict=True):
+            total[z : z + window[0], y : y + window[1], x : x + window[2]] += probability
+            count[z : z + window[0], y : y + window[1], x : x + window[2]] += 1
+    return (total / count)[: shape[0], : shape[1], : shape[2]]

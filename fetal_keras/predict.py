@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from fetal_keras.files import atomic_output, ensure_not_input
-from fetal_keras.inference import predict_brain_probability
+from fetal_keras.inference import predict_brain_probability, predict_sliding_window
 from fetal_keras.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
 from fetal_keras.preprocess import PreprocessConfig, prepare_stack
 
@@ -49,6 +49,8 @@ class PredictOptions:
         postprocess: keep the largest 3D connected component and fill holes.
         save_probabilities: also write ``<id>_prob.nii.gz`` (float32 brain probability).
         batch_size: slabs per forward pass.
+        sliding_window: use the original's 3 x 128 x 128 windows every 1 x 64 x 64 voxels instead of whole slices
+            (for comparison; many more network evaluations).
         qc_area_ratio: a slice is flagged when its mask area differs from its neighbours' mean by this factor.
         qc_min_area_px: neighbours' mean area below which area jumps are not flagged (brain edges).
         qc_uncertainty: a slice is flagged when the mean TTA standard deviation over its brain region exceeds this.
@@ -59,6 +61,7 @@ class PredictOptions:
     postprocess: bool = True
     save_probabilities: bool = False
     batch_size: int = 4
+    sliding_window: bool = False
     qc_area_ratio: float = 2.0
     qc_min_area_px: int = 50
     qc_uncertainty: float = 0.15
@@ -78,12 +81,18 @@ def _variants(transpose: bool):
     return variants
 
 
+def _probability(predictor, image: np.ndarray, options: PredictOptions) -> np.ndarray:
+    if options.sliding_window:
+        return predict_sliding_window(predictor, image, batch_size=4 * options.batch_size)
+    return predict_brain_probability(predictor, image, options.batch_size)
+
+
 def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> tuple[np.ndarray, np.ndarray | None]:
     """Brain probability ``[z, y, x]`` of a whitened stack, and the TTA standard deviation (None without TTA)."""
     if not options.tta:
-        return predict_brain_probability(predictor, image, options.batch_size), None
+        return _probability(predictor, image, options), None
     members = [
-        inverse(predict_brain_probability(predictor, np.ascontiguousarray(forward(image)), options.batch_size))
+        inverse(_probability(predictor, np.ascontiguousarray(forward(image)), options))
         for forward, inverse in _variants(options.tta_transpose)
     ]
     return np.mean(members, axis=0), np.std(members, axis=0)

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from fetal_keras.inference import pad_in_plane, predict_brain_mask, predict_brain_probability
+from fetal_keras.inference import pad_in_plane, predict_brain_mask, predict_brain_probability, predict_sliding_window
 
 
 def _threshold_model():
@@ -30,3 +30,16 @@ def test_stacks_of_one_or_two_slices_are_predicted():
     for depth in (1, 2):
         image = np.random.default_rng(depth).normal(size=(depth, 16, 16)).astype(np.float32)
         assert predict_brain_probability(_threshold_model(), image).shape == (depth, 16, 16)
+
+
+def test_sliding_window_matches_whole_slices_for_a_voxelwise_model():
+    image = np.random.default_rng(3).normal(size=(4, 150, 140)).astype(np.float32)
+    whole = predict_brain_probability(_threshold_model(), image)
+    windows = predict_sliding_window(_threshold_model(), image, batch_size=8)
+    assert windows.shape == image.shape
+    np.testing.assert_allclose(windows, whole, atol=1e-5)
+
+
+def test_sliding_window_pads_stacks_smaller_than_a_window():
+    image = np.random.default_rng(4).normal(size=(2, 40, 50)).astype(np.float32)
+    assert predict_sliding_window(_threshold_model(), image).shape == (2, 40, 50)

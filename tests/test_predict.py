@@ -143,3 +143,10 @@ def test_predict_command_with_a_keras_file(tmp_path, write_cohort, capsys):
         )
         == 1
     )
+
+
+def test_sliding_window_option_gives_the_same_probabilities_for_a_voxelwise_model():
+    image = np.random.default_rng(5).normal(size=(4, 130, 136)).astype(np.float32)
+    whole, _ = stack_probability(ThresholdPredictor(), image, PredictOptions())
+    windows, _ = stack_probability(ThresholdPredictor(), image, PredictOptions(sliding_window=True))
+    np.testing.assert_allclose(windows, whole, atol=1e-6)

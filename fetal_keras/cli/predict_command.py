@@ -33,6 +33,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-postprocess", action="store_true", help="keep every component and hole of the raw mask")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <id>_prob.nii.gz")
     parser.add_argument("--batch-size", type=int, default=4, help="slabs per forward pass (default: %(default)s)")
+    parser.add_argument(
+        "--sliding-window",
+        action="store_true",
+        help="the original's 3x128x128 windows every 1x64x64 voxels instead of whole slices (for comparison)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         postprocess=not args.no_postprocess,
         save_probabilities=args.save_probabilities,
         batch_size=args.batch_size,
+        sliding_window=args.sliding_window,
     )
     table = predict_many(predictor, stacks, args.out, options, preprocess, description, progress=not args.quiet)
     failed = table[table["error"] != ""]
