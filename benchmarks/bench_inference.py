@@ -1,0 +1,121 @@
+"""Inference speed: whole-slice fully convolutional inference vs the original sliding-window scheme.
+
+On the same stacks and model, in one run: seconds per stack of both schemes (no TTA), how much their masks differ
+(Dice against the labels when --labels are given, else 1 - Dice between the two schemes' masks), achieved GFLOP/s of
+whole-slice inference, and a measured float32 matmul peak of this machine. Targets (2-core CPU, default preset): a
+22 x 320 x 320 stack in <= 1 s, >= 10x faster than sliding window at equal Dice (within 0.005).
+The last line is one JSON object.
+
+Run: .venv/bin/python benchmarks/bench_inference.py [--model RUN|SAVED_MODEL|FILE.keras] [--input STACK ...]
+     [--labels MASK ...] [--repeats 3]
+Without --model an untrained default U-Net is timed; without --input a 22 x 320 x 320 stack is synthesised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fetal_keras.inference import pad_in_plane, predict_brain_probability, predict_sliding_window
+from fetal_keras.io import read_stack
+from fetal_keras.metrics import dice_score
+from fetal_keras.model import build_model, flops_per_slab, total_stride
+from fetal_keras.model_loading import load_predictor
+from fetal_keras.preprocess import whiten
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matmul throughput of this machine, in GFLOP/s."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def timed(function, repeats: int):
+    """(result, best seconds) of ``function()`` over ``repeats`` runs after one warm-up."""
+    result = function()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def main() -> None:
+    """Time both schemes and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model", default=None, help="run folder, SavedModel folder or .keras file (default: untrained unet)"
+    )
+    parser.add_argument(
+        "--input", nargs="*", default=None, help="stacks to segment (default: one synthetic 22x320x320)"
+    )
+    parser.add_argument("--labels", nargs="*", default=None, help="reference masks, one per --input")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per scheme (default: %(default)s)")
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(0)
+    model = build_model("unet") if args.model is None else load_predictor(args.model)[0]
+    if args.input:
+        images = [whiten(read_stack(path).array) for path in args.input]
+    else:
+        images = [np.random.default_rng(0).normal(size=(22, 320, 320)).astype(np.float32)]
+    labels = [read_stack(path).array > 0 for path in args.labels] if args.labels else None
+
+    whole_seconds, window_seconds, differences, flops = [], [], [], 0.0
+    for index, image in enumerate(images):
+        whole, seconds = timed(lambda image=image: predict_brain_probability(model, image), args.repeats)
+        whole_seconds.append(seconds)
+        window, seconds = timed(lambda image=image: predict_sliding_window(model, image), max(1, args.repeats // 2))
+        window_seconds.append(seconds)
+        if labels is not None:
+            differences.append(abs(dice_score(whole >= 0.5, labels[index]) - dice_score(window >= 0.5, labels[index])))
+        else:
+            differences.append(1.0 - dice_score(whole >= 0.5, window >= 0.5))
+        if isinstance(model, keras.Model):
+            padded, _ = pad_in_plane(image, total_stride(model))
+            flops += image.shape[0] * flops_per_slab(model) * padded.shape[1] * padded.shape[2] / 128**2
+
+    seconds = float(np.mean(whole_seconds))
+    sliding = float(np.mean(window_seconds))
+    achieved = flops / sum(whole_seconds) / 1e9 if flops else None
+    peak = matmul_peak_gflops()
+    shapes = sorted({image.shape for image in images})
+    print(f"stacks: {len(images)} of shape(s) {shapes}")
+    print(f"whole-slice inference : {seconds:.2f} s per stack (target <= 1 s for 22x320x320)")
+    print(f"sliding window (orig.): {sliding:.2f} s per stack -> speed-up {sliding / seconds:.1f}x (target >= 10)")
+    print(
+        f"mask difference       : {np.mean(differences):.4f} ({'Dice vs labels' if labels else '1 - Dice between schemes'})"
+    )
+    if achieved:
+        print(
+            f"achieved {achieved:.1f} GFLOP/s of a measured matmul peak of {peak:.1f} GFLOP/s ({achieved / peak:.0%})"
+        )
+    print(
+        json.dumps(
+            {
+                "seconds_per_stack": round(seconds, 3),
+                "seconds_per_stack_sliding_window": round(sliding, 3),
+                "speedup": round(sliding / seconds, 2),
+                "dice_difference": round(float(np.mean(differences)), 5),
+                "achieved_gflops": round(achieved, 2) if achieved else None,
+                "peak_gflops": round(peak, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
