@@ -77,6 +77,13 @@ class TrainConfig:
             self.augmentation
         ]
 
+    @property
+    def preprocess(self):
+        """The ``PreprocessConfig`` of every stack this run trains on, and that its model must be deployed with."""
+        from fetal_keras.preprocess import PreprocessConfig
+
+        return PreprocessConfig(self.clip_percentiles, self.target_spacing_mm, brain_labels=self.brain_labels)
+
     def save(self, path: str | Path) -> Path:
         """Write the config with package versions, git commit and time (atomically)."""
         record = {

@@ -58,12 +58,7 @@ def load_predictor(spec: str | Path):
     """
     path = Path(spec)
     run_config = path / "config.json"
-    preprocess = PreprocessConfig()
-    if run_config.is_file():
-        config = TrainConfig.load(run_config)
-        preprocess = PreprocessConfig(
-            config.clip_percentiles, config.target_spacing_mm, brain_labels=config.brain_labels
-        )
+    preprocess = TrainConfig.load(run_config).preprocess if run_config.is_file() else PreprocessConfig()
     if path.is_dir() and (path / "saved_model").is_dir():
         path = newest_saved_model(path / "saved_model")
     if path.is_dir() and (path / "saved_model.pb").is_file():

@@ -19,9 +19,11 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from fetal_keras.check import CheckOptions, image_problems
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.io import StackGeometry, read_stack
 from fetal_keras.labels import brain_mask_from_labels, label_value_problem
+from fetal_keras.problems import Severity
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,9 @@ def prepare_stack(
             grid or label values are wrong.
     """
     stack = read_stack(image_path)
-    if not np.isfinite(stack.array).all():
-        raise ValueError(f"{image_path} holds NaN or infinite intensities.")
-    if stack.array.min() == stack.array.max():
-        raise ValueError(f"{image_path}: every voxel has the same intensity {stack.array.flat[0]}.")
+    errors = [message for severity, message in image_problems(stack, CheckOptions()) if severity is Severity.ERROR]
+    if errors:
+        raise ValueError(f"{image_path}: " + "; ".join(errors) + ".")
     brain = None
     if segmentation_path:
         segmentation = read_stack(segmentation_path)

@@ -22,7 +22,7 @@ from fetal_keras.data import SamplingConfig, patch_dataset, read_train_and_valid
 from fetal_keras.losses import get_loss
 from fetal_keras.metrics import BrainDice
 from fetal_keras.model import build_model
-from fetal_keras.preprocess import PreprocessConfig, load_stacks
+from fetal_keras.preprocess import load_stacks
 from fetal_keras.stack_bank import load_stack_bank
 
 
@@ -124,7 +124,7 @@ def train(config: TrainConfig, verbose: int | str = "auto") -> TrainingResult:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
-    preprocess = PreprocessConfig(config.clip_percentiles, config.target_spacing_mm, brain_labels=config.brain_labels)
+    preprocess = config.preprocess
     bank = load_stack_bank(train_table, preprocess)  # plain CPU variables: outside the strategy scope
     val_stacks = load_stacks(val_table, preprocess)
     sampling = SamplingConfig(slabs_per_stack=config.slabs_per_stack, brain_fraction=config.brain_fraction)

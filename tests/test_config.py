@@ -49,3 +49,13 @@ def test_original_recipe_is_expressible():
         augmentation="original",
     )
     assert original.augment.rotation_deg == 0 and original.augment.flip_probability == 0.5
+
+
+def test_preprocessing_of_a_run_comes_from_its_config():
+    config = TrainConfig("a", "b", "c", brain_labels=(2,), target_spacing_mm=0.8, clip_percentiles=(1.0, 99.0))
+    preprocess = config.preprocess
+    assert (preprocess.brain_labels, preprocess.target_spacing_mm, preprocess.clip_percentiles) == (
+        (2,),
+        0.8,
+        (1.0, 99.0),
+    )
