@@ -1,4 +1,4 @@
-"""Training callbacks: whole-volume validation Dice, TensorBoard slice images, SavedModel export.
+"""Training callbacks: whole-volume validation Dice, TensorBoard slice images, a time budget, SavedModel export.
 
 Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRestore`` (see ``fetal_keras.train``).
 """
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from fetal_keras.inference import predict_brain_probability
@@ -84,6 +86,60 @@ class SliceImages(keras.callbacks.Callback):
         with self.writer.as_default():
             for name, panel in panels.items():
                 tf.summary.image(f"middle_slice/{name}", panel[None, :, :, None], step=epoch)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training after the epoch at whose end another epoch like it would overrun ``minutes`` in total.
+
+    The budget counts from the start of this ``fit`` call (a resumed run gets a fresh budget).
+    """
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        if minutes <= 0:
+            raise ValueError(f"the time budget must be positive, got {minutes} minutes")
+        self.seconds = 60.0 * minutes
+        self.stopped_after_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        if (now - self.start) + (now - self.epoch_start) > self.seconds:
+            self.model.stop_training = True
+            self.stopped_after_epoch = epoch
+            print(f"Time budget of {self.seconds / 60:g} min reached: stopping after epoch {epoch + 1}.")
+
+
+class LiveHistoryPlot(keras.callbacks.Callback):
+    """Redraw the Dice curves (``fetal_keras.metric_plots.plot_training_curves``) in a notebook after every epoch."""
+
+    def __init__(self, history_csv: str | Path | None = None):
+        """``history_csv``: the run's ``history.csv``, so a resumed run shows its earlier epochs too."""
+        super().__init__()
+        self.history_csv = Path(history_csv) if history_csv else None
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+        if self.history_csv and self.history_csv.is_file() and self.history_csv.stat().st_size:
+            self.rows = pd.read_csv(self.history_csv).to_dict("records")
+
+    def on_epoch_end(self, epoch, logs=None):
+        import matplotlib.pyplot as plt
+        from IPython.display import clear_output, display
+
+        from fetal_keras.metric_plots import plot_training_curves
+
+        self.rows = [row for row in self.rows if row.get("epoch") != epoch] + [{"epoch": epoch, **(logs or {})}]
+        figure = plot_training_curves(pd.DataFrame(self.rows))
+        clear_output(wait=True)
+        display(figure)
+        plt.close(figure)
 
 
 def timestamp() -> str:

@@ -24,7 +24,8 @@ class TrainConfig:
 
     The defaults are fetal_keras' recipe; the original's is ``optimizer="sgd", learning_rate=0.01,
     momentum=0.9, batch_size=10, loss="cross_entropy", augmentation="original", preset="fetal_fcn"``.
-    ``batch_size`` is the global batch, split over the replicas of a distribution strategy.
+    ``batch_size`` is the global batch, split over the replicas of a distribution strategy. ``max_minutes``
+    stops training early, after the last epoch that fits in that many minutes of this invocation.
     """
 
     train_csv: str
@@ -47,6 +48,7 @@ class TrainConfig:
     slabs_per_stack: int = 20
     brain_fraction: float = 0.5
     validation_every: int = 1
+    max_minutes: float | None = None
     validation_slabs_per_stack: int = 10
     brain_labels: tuple[int, ...] | None = None
     target_spacing_mm: float | None = None
@@ -67,6 +69,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}.")
 
     @property
     def augment(self):

@@ -1,8 +1,7 @@
 """The main job end to end on CPU in minutes (``fetal-keras demo`` / ``make demo``).
 
-It grows with the project. Today: simulate a small cohort, check it, split it by subject, train the default
-model for a few minutes and export it, segment the test split with the exported model and evaluate it. Figures
-join it as they land.
+Simulate a small cohort, check it, split it by subject, train the default model for a few minutes and export it,
+segment the test split with the exported model, evaluate it and draw the paper figures into ``OUT/figures``.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from fetal_keras.check import CheckOptions, check_cohort
 from fetal_keras.cohort import read_cohort
 from fetal_keras.config import TrainConfig
 from fetal_keras.evaluate import evaluate_cohort, summarize
+from fetal_keras.figures import paper_figures
 from fetal_keras.files import atomic_output
 from fetal_keras.model_loading import load_predictor
 from fetal_keras.predict import PredictOptions, predict_many
@@ -33,9 +33,14 @@ def _format(statistic: dict) -> str:
 
 
 def run_demo(
-    out_dir: str | Path, subjects: int = 10, seed: int = 0, epochs: int = 12, steps_per_epoch: int = 25
+    out_dir: str | Path,
+    subjects: int = 10,
+    seed: int = 0,
+    epochs: int = 12,
+    steps_per_epoch: int = 25,
+    minutes: float | None = 8.0,
 ) -> dict:
-    """Run every step of the demo that exists, printing where each output went.
+    """Run every step of the demo, printing where each output went.
 
     Args:
         out_dir: folder for everything the demo writes (created; an earlier demo there is replaced).
@@ -43,6 +48,7 @@ def run_demo(
         seed: seed of the simulation, the split and the training.
         epochs: training epochs.
         steps_per_epoch: training batches (of 10 slabs) per epoch.
+        minutes: training time budget: stop after the last epoch that fits (None: all epochs).
 
     Returns:
         The summary also written to ``out_dir/summary.json``.
@@ -52,20 +58,21 @@ def run_demo(
     """
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    print(f"[1/6] simulating {subjects} fetuses x 3 stacks into {out_dir / 'cohort'}")
+    print(f"[1/7] simulating {subjects} fetuses x 3 stacks into {out_dir / 'cohort'}")
     csv_path = simulate_cohort(SimulationSettings(subjects=subjects, seed=seed), out_dir / "cohort", overwrite=True)
-    print("[2/6] checking every stack and mask")
+    print("[2/7] checking every stack and mask")
     problems = check_cohort(csv_path, CheckOptions(purpose="train"))
     errors = [problem.describe() for problem in problems if problem.severity is Severity.ERROR]
     if errors:
         raise ValueError("The simulated cohort failed its check:\n" + "\n".join(errors))
     split_dir = out_dir / "split"
-    print(f"[3/6] splitting by subject into {split_dir}")
+    print(f"[3/7] splitting by subject into {split_dir}")
     settings = SplitSettings(val_fraction=0.2, test_fraction=0.2, seed=seed)
     splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
     write_splits(splits, split_dir, csv_path, settings, overwrite=True)
     run_dir = out_dir / "run"
-    print(f"[4/6] training the default model ({epochs} epochs x {steps_per_epoch} batches) into {run_dir}")
+    budget = f", at most {minutes:g} min" if minutes else ""
+    print(f"[4/7] training the default model ({epochs} epochs x {steps_per_epoch} batches{budget}) into {run_dir}")
     shutil.rmtree(run_dir, ignore_errors=True)
     config = TrainConfig(
         str(split_dir / "train.csv"),
@@ -74,19 +81,24 @@ def run_demo(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         seed=seed,
+        max_minutes=minutes,
     )
+    training_start = time.perf_counter()
     result = train(config, verbose=2)
+    training_seconds = time.perf_counter() - training_start
     volume_dice = result.history.history.get(VOLUME_DICE, [])
     predictions = out_dir / "test_predictions"
-    print(f"[5/6] segmenting the {len(splits['test'])} test stacks with {result.saved_model} into {predictions}")
+    print(f"[5/7] segmenting the {len(splits['test'])} test stacks with {result.saved_model} into {predictions}")
     predictor, preprocess, description = load_predictor(run_dir)
     test_stacks = list(zip(splits["test"]["iFIND_id"], splits["test"]["image"], strict=True))
     predict_many(predictor, test_stacks, predictions, PredictOptions(), preprocess, description)
-    print(f"[6/6] evaluating the test predictions into {out_dir / 'test_metrics.csv'}")
+    print(f"[6/7] evaluating the test predictions into {out_dir / 'test_metrics.csv'}")
     metrics = evaluate_cohort(split_dir / "test.csv", predictions)
     with atomic_output(out_dir / "test_metrics.csv") as temporary:
         metrics.to_csv(temporary, index=False)
     test = summarize(metrics)
+    print(f"[7/7] drawing the figures into {out_dir / 'figures'}")
+    figures = paper_figures(run_dir, split_dir / "test.csv", predictions, metrics, out_dir / "figures")
     summary = {
         "cohort_csv": str(csv_path),
         "simulation_json": str(out_dir / "cohort" / "simulation.json"),
@@ -103,6 +115,8 @@ def run_demo(
         "test_dice_sd": test["dice"]["sd"],
         "test_dice_min": float(metrics["dice"].min()) if test["evaluated"] else None,
         "test_hd95_mm_mean": test["hd95_mm"]["mean"],
+        "training_minutes": round(training_seconds / 60, 2),
+        "figures": [str(path) for path in figures],
         "minutes": round((time.perf_counter() - start) / 60, 2),
     }
     with atomic_output(out_dir / "summary.json") as temporary:
@@ -110,6 +124,7 @@ def run_demo(
     print(
         f"Done in {summary['minutes']} min: best whole-volume validation Dice {summary['best_validation_volume_dice']}"
         f" ({len(splits['val'])} stacks); test Dice {_format(test['dice'])} ({test['evaluated']} stacks), HD95 "
-        f"{_format(test['hd95_mm'])} mm; model in {result.saved_model}. Summary: {out_dir / 'summary.json'}"
+        f"{_format(test['hd95_mm'])} mm; model in {result.saved_model}; figures in {out_dir / 'figures'}. Summary: "
+        f"{out_dir / 'summary.json'}"
     )
     return summary

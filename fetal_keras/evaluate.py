@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from fetal_keras.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.files import output_paths
 from fetal_keras.io import read_stack
 from fetal_keras.labels import brain_mask_from_labels
 
@@ -88,11 +89,6 @@ def mask_metrics(prediction: np.ndarray, truth: np.ndarray, spacing_mm) -> dict[
     }
 
 
-def prediction_path(pred_dir: str | Path, stack_id: str) -> Path:
-    """Where ``fetal-keras predict`` writes the mask of ``stack_id``: ``DIR/<id>_mask.nii.gz``."""
-    return Path(pred_dir) / f"{stack_id}_mask.nii.gz"
-
-
 def evaluate_cohort(
     csv_path: str | Path, pred_dir: str | Path, brain_labels=None, progress: bool = True
 ) -> pd.DataFrame:
@@ -104,7 +100,11 @@ def evaluate_cohort(
     table = read_cohort(csv_path, require_segmentation=True)
     rows = []
     for _, row in tqdm(table.iterrows(), total=len(table), desc="evaluating", unit="stack", disable=not progress):
-        record = {"iFIND_id": row[ID_COLUMN], "prediction": str(prediction_path(pred_dir, row[ID_COLUMN])), "error": ""}
+        record = {
+            "iFIND_id": row[ID_COLUMN],
+            "prediction": str(output_paths(pred_dir, row[ID_COLUMN])["mask"]),
+            "error": "",
+        }
         try:
             truth = read_stack(row[SEGMENTATION_COLUMN])
             prediction = read_stack(record["prediction"])

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
+from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.files import atomic_output
 from fetal_keras.io import read_stack
-from fetal_keras.plots import show_orthogonal_views
+from fetal_keras.labels import brain_mask_from_labels
+from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
+from fetal_keras.plots import show_example_panel, show_orthogonal_views
+from fetal_keras.qc import load_qc_case
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
+GA_BAND_EDGES = (18, 24, 28, 32, 36, 42)
+
 
 def save_figure(figure: plt.Figure, out_dir: str | Path, name: str, dpi: int = 100) -> list[Path]:
-    """Save ``figure`` as ``out_dir/name.png`` and ``.pdf``; return both paths."""
+    """Save ``figure`` as ``out_dir/name.png`` and ``.pdf`` (each written atomically); return both paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path in paths:
-        figure.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return paths
 
@@ -56,3 +66,122 @@ def simulated_vs_real_figure(
         show_orthogonal_views(real.array, real.geometry.spacing_mm, None, axes[row], f"real: {Path(path).name}")
     figure.tight_layout()
     return save_figure(figure, out_dir, "simulated_vs_real", dpi)
+
+
+def metrics_with_cohort(metrics: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
+    """Join per-stack metrics with the cohort CSV's extra columns (e.g. ``subject``, ``ga_weeks``) by id.
+
+    With a ``ga_weeks`` column, a ``ga_band`` column is added (bands of ``GA_BAND_EDGES`` weeks).
+    """
+    table = read_cohort(csv_path)
+    extra = [column for column in table.columns if column not in (IMAGE_COLUMN, SEGMENTATION_COLUMN)]
+    joined = metrics.merge(table[extra], on=ID_COLUMN, how="left", suffixes=("", "_cohort"))
+    if "ga_weeks" in joined:
+        weeks = pd.to_numeric(joined["ga_weeks"], errors="coerce")
+        labels = [f"{low}-{high} w" for low, high in zip(GA_BAND_EDGES[:-1], GA_BAND_EDGES[1:], strict=True)]
+        joined["ga_band"] = pd.cut(weeks, GA_BAND_EDGES, labels=labels, right=False)
+    return joined
+
+
+def metrics_latex_table(metrics: pd.DataFrame, by: str | None = None) -> str:
+    """A LaTeX ``tabular`` of mean +/- sd of the overlap and distance metrics, one row per group of ``by``."""
+    columns = [
+        ("dice", "Dice", 3),
+        ("jaccard", "Jaccard", 3),
+        ("hd95_mm", "HD95 (mm)", 2),
+        ("assd_mm", "ASSD (mm)", 2),
+        ("sensitivity", "Sensitivity", 3),
+        ("precision", "Precision", 3),
+    ]
+    groups = [("all", metrics)] if by is None else [(str(k), g) for k, g in metrics.groupby(by, observed=True)]
+    lines = [
+        r"\begin{tabular}{l r " + "c " * len(columns) + "}",
+        r"\hline",
+        " & ".join([by.replace("_", r"\_") if by else "", "$n$", *(title for _, title, _ in columns)]) + r" \\",
+        r"\hline",
+    ]
+    for name, group in groups:
+        cells = []
+        for column, _, digits in columns:
+            values = group[column].dropna()
+            sd = f" \\pm {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
+            cells.append(f"${values.mean():.{digits}f}{sd}$" if len(values) else "--")
+        lines.append(" & ".join([name.replace("_", r"\_"), str(len(group)), *cells]) + r" \\")
+    lines += [r"\hline", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def paper_figures(
+    run_dir: str | Path,
+    csv_path: str | Path,
+    pred_dir: str | Path,
+    metrics: pd.DataFrame,
+    out_dir: str | Path,
+    by: str | None = None,
+    brain_labels: Sequence[int] | None = None,
+    dpi: int = 150,
+) -> list[Path]:
+    """Every figure of a run, as PNG and PDF in ``out_dir``, plus ``metrics_table.tex``.
+
+    ``dice_over_training`` (from ``RUN/history.csv``), ``example`` (input / truth / prediction of the stack with the
+    median Dice), ``metric_boxes`` (Dice and HD95 per stack, grouped by the ``by`` column when given),
+    ``volume_agreement`` (predicted vs true brain volume and Bland-Altman).
+
+    Args:
+        run_dir: the training run folder.
+        csv_path: the evaluated cohort CSV (e.g. the test split), with segmentations.
+        pred_dir: the ``fetal-keras predict`` output folder for it.
+        metrics: the ``fetal-keras evaluate`` table of ``csv_path`` against ``pred_dir``.
+        out_dir: where the figures go (created).
+        by: optional grouping column of ``metrics`` (or of the cohort CSV, e.g. ``ga_band``).
+        brain_labels: label values that count as brain in the segmentations (default: every non-zero label).
+        dpi: resolution of the PNGs.
+
+    Returns:
+        The paths written.
+    """
+    out_dir = Path(out_dir)
+    metrics = metrics_with_cohort(metrics, csv_path)
+    evaluated = metrics[metrics["error"].fillna("") == ""]
+    if evaluated.empty:
+        raise ValueError(f"no stack of {csv_path} was evaluated: nothing to draw")
+    paths = save_figure(
+        plot_training_curves(pd.read_csv(Path(run_dir) / "history.csv")), out_dir, "dice_over_training", dpi
+    )
+
+    median_row = evaluated.iloc[(evaluated["dice"] - evaluated["dice"].median()).abs().argmin()]
+    case = load_qc_case(csv_path, pred_dir, median_row[ID_COLUMN], brain_labels)
+    figure = show_example_panel(case.image, case.spacing_mm, case.truth, case.prediction)
+    figure.suptitle(f"{median_row[ID_COLUMN]} (median Dice {median_row['dice']:.3f})", fontsize=9)
+    paths += save_figure(figure, out_dir, "example", dpi)
+
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    plot_metric_boxes(evaluated, "dice", by, axes[0])
+    plot_metric_boxes(evaluated, "hd95_mm", by, axes[1])
+    figure.tight_layout()
+    paths += save_figure(figure, out_dir, "metric_boxes", dpi)
+    paths += save_figure(plot_volume_agreement(evaluated), out_dir, "volume_agreement", dpi)
+    table_path = out_dir / "metrics_table.tex"
+    with atomic_output(table_path) as temporary:
+        temporary.write_text(metrics_latex_table(evaluated, by))
+    return [*paths, table_path]
+
+
+def cohort_views_figure(
+    csv_path: str | Path, count: int = 3, brain_labels: Sequence[int] | None = None, stack_ids: Sequence[str] = ()
+) -> plt.Figure:
+    """Orthogonal views (brain outlined when segmented) of ``stack_ids``, or of the first ``count`` stacks of a CSV.
+
+    Returns:
+        The figure, one row per stack.
+    """
+    table = read_cohort(csv_path).set_index(ID_COLUMN)
+    chosen = list(stack_ids) or list(table.index[:count])
+    figure, axes = plt.subplots(len(chosen), 3, figsize=(12, 3.5 * len(chosen)), squeeze=False)
+    for row_axes, stack_id in zip(axes, chosen, strict=True):
+        stack = read_stack(table.loc[stack_id, IMAGE_COLUMN])
+        segmentation = table.loc[stack_id].get(SEGMENTATION_COLUMN) or None
+        mask = brain_mask_from_labels(read_stack(segmentation).array, brain_labels) if segmentation else None
+        show_orthogonal_views(stack.array, stack.geometry.spacing_mm, mask, row_axes, title=stack_id)
+    figure.tight_layout()
+    return figure

@@ -1,4 +1,4 @@
-"""Atomic file writing: a result is either complete or absent, never half-written."""
+"""Output files: where a stack's predictions go, and atomic writing (a result is complete or absent, never half)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,9 @@ def ensure_not_input(output: str | os.PathLike, inputs: list[str | os.PathLike])
     for candidate in inputs:
         if Path(candidate).expanduser().resolve() == output_path:
             raise ValueError(f"Refusing to write {output}: it is an input file ({candidate}) and would be overwritten.")
+
+
+def output_paths(out_dir: str | os.PathLike, stack_id: str) -> dict[str, Path]:
+    """Where ``fetal-keras predict`` writes a stack's outputs: ``<id>_mask``, ``<id>_prob``, ``<id>_uncertainty``
+    (``.nii.gz``) in ``out_dir``."""
+    return {name: Path(out_dir) / f"{stack_id}_{name}.nii.gz" for name in ("mask", "prob", "uncertainty")}

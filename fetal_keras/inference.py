@@ -2,7 +2,9 @@
 
 Fully convolutional: each slab is 3 adjacent whole slices (padded in-plane to the network's stride multiple and
 cropped back), one slab per slice, and every slice's brain probability is the mean over the (up to 3) slabs that
-contain it. Slices beyond the first and last are replicated to fill the edge slabs but never predicted.
+contain it. Slices beyond the first and last are replicated to fill the edge slabs but never predicted. With
+``slab_step=3`` the slabs tile the stack instead (about a third of the network evaluations; every slice predicted
+once, from one slab, the last slab overlapping its neighbour when the depth is not a multiple of 3).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ def pad_in_plane(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[in
     return np.pad(image, padding, constant_values=float(image.min())), (height, width)
 
 
-def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+def slab_centres(depth: int, slab_step: int = 1) -> np.ndarray:
+    """Centre slice of every slab for a stack of ``depth`` slices: each slice (step 1) or tiles of 3 (step 3)."""
+    if slab_step == 1:
+        return np.arange(depth)
+    if slab_step != 3:
+        raise ValueError(f"slab_step must be 1 (every slice) or 3 (tiling slabs), not {slab_step}")
+    return np.unique(np.concatenate([np.arange(1, depth - 1, 3), [max(depth - 2, 0)]]))
+
+
+def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, slab_step: int = 1) -> np.ndarray:
     """Brain probability of every voxel of a whitened stack.
 
     Args:
@@ -29,10 +40,12 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4) -> 
             with a ``stride`` attribute (e.g. ``fetal_keras.model_loading.SavedModelPredictor``).
         image: ``[z, y, x]`` whitened stack (as ``fetal_keras.preprocess`` prepares it), any size.
         batch_size: slabs per forward pass.
+        slab_step: 1 (a slab around every slice, averaged) or 3 (non-overlapping slabs, about 3x faster).
 
     Returns:
         ``[z, y, x]`` float32 probabilities in [0, 1].
     """
+    centres_of_slabs = slab_centres(image.shape[0], slab_step)
     stride = model.stride if hasattr(model, "stride") else total_stride(model)
     padded, (height, width) = pad_in_plane(image.astype(np.float32), stride)
     depth = padded.shape[0]
@@ -41,8 +54,8 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4) -> 
     )  # [z, 3] slice of each slab position
     total = np.zeros(padded.shape, np.float32)
     count = np.zeros(depth, np.float32)
-    for start in range(0, depth, batch_size):
-        centres = np.arange(start, min(start + batch_size, depth))
+    for start in range(0, len(centres_of_slabs), batch_size):
+        centres = centres_of_slabs[start : start + batch_size]
         slabs = padded[index[centres]][..., None]
         # A direct call, not predict_on_batch: under a distribution strategy that pads batches to the replicas.
         probabilities = keras.ops.convert_to_numpy(model(slabs, training=False))[..., 1]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from fetal_keras.callbacks import VOLUME_DICE, SliceImages, WholeVolumeDice, export_saved_model
+from fetal_keras.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
 from fetal_keras.config import TrainConfig
 from fetal_keras.data import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.losses import get_loss
@@ -100,8 +101,15 @@ class TrainingResult:
     saved_model: Path
 
 
-def train(config: TrainConfig, verbose: int | str = "auto") -> TrainingResult:
+def train(
+    config: TrainConfig, verbose: int | str = "auto", extra_callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> TrainingResult:
     """Train, checkpoint, export; resume if ``config.run_dir`` holds an interrupted run with the same config.
+
+    Args:
+        config: every setting of the run.
+        verbose: Keras ``fit`` verbosity ("auto": progress bars; 2: one line per epoch).
+        extra_callbacks: Keras callbacks (e.g. ``LiveHistoryPlot`` in a notebook), run after the built-in ones.
 
     Returns:
         The model, the Keras history of this invocation (``history.csv`` holds every epoch of the run) and the
@@ -149,6 +157,9 @@ def train(config: TrainConfig, verbose: int | str = "auto") -> TrainingResult:
         keras.callbacks.CSVLogger(str(run.history), append=True),
         keras.callbacks.TensorBoard(str(run.tensorboard)),
     ]
+    if config.max_minutes is not None:
+        callbacks.append(TimeBudget(config.max_minutes))
+    callbacks += list(extra_callbacks)
     try:
         history = model.fit(
             train_data,

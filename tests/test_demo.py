@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +22,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert 0.0 <= summary["test_dice_mean"] <= 1.0
     assert len(list((tmp_path / "demo" / "test_predictions").glob("*_mask.nii.gz"))) == 3
     assert (tmp_path / "demo" / summary["saved_model"].split("demo/", 1)[1] / "saved_model.pb").is_file()
+    figures = {Path(path).name for path in summary["figures"]}
+    assert {"dice_over_training.png", "example.png", "metric_boxes.pdf", "volume_agreement.png"} <= figures
+    assert all(Path(path).stat().st_size > 0 for path in summary["figures"])
+    assert summary["training_minutes"] <= summary["minutes"]

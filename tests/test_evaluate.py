@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fetal_keras.cli.main import main
-from fetal_keras.evaluate import mask_metrics, prediction_path
+from fetal_keras.evaluate import mask_metrics
+from fetal_keras.files import output_paths
 from fetal_keras.io import read_stack, write_mask
 
 SPACING = (2.0, 1.0, 3.0)  # x, y, z in mm: anisotropic on purpose
@@ -56,7 +57,7 @@ def test_evaluate_command_writes_metrics_and_summary_and_reports_failures(tmp_pa
     predictions.mkdir()
     for index in range(2):
         truth = read_stack(csv.parent / "segmentations" / f"sub-{index:02d}.nii.gz")
-        write_mask(truth.array > 0, truth.geometry, prediction_path(predictions, f"sub-{index:02d}"))
+        write_mask(truth.array > 0, truth.geometry, output_paths(predictions, f"sub-{index:02d}")["mask"])
 
     code = main(
         ["evaluate", "--csv", str(csv), "--pred-dir", str(predictions), "--out", str(tmp_path / "m.csv"), "--quiet"]

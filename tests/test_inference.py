@@ -1,7 +1,14 @@
 import keras
 import numpy as np
+import pytest
 
-from fetal_keras.inference import pad_in_plane, predict_brain_mask, predict_brain_probability, predict_sliding_window
+from fetal_keras.inference import (
+    pad_in_plane,
+    predict_brain_mask,
+    predict_brain_probability,
+    predict_sliding_window,
+    slab_centres,
+)
 
 
 def _threshold_model():
@@ -30,6 +37,24 @@ def test_stacks_of_one_or_two_slices_are_predicted():
     for depth in (1, 2):
         image = np.random.default_rng(depth).normal(size=(depth, 16, 16)).astype(np.float32)
         assert predict_brain_probability(_threshold_model(), image).shape == (depth, 16, 16)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6, 7, 22])
+def test_tiling_slabs_cover_every_slice_with_a_third_of_the_slabs(depth):
+    centres = slab_centres(depth, slab_step=3)
+    covered = {c + offset for c in centres for offset in (-1, 0, 1)} & set(range(depth))
+    assert covered == set(range(depth))
+    assert len(centres) == -(-depth // 3)
+    assert len(slab_centres(depth)) == depth
+
+
+def test_tiling_slabs_give_the_same_probabilities_for_a_slicewise_model():
+    image = np.random.default_rng(5).normal(size=(7, 24, 16)).astype(np.float32)
+    every = predict_brain_probability(_threshold_model(), image)
+    tiled = predict_brain_probability(_threshold_model(), image, slab_step=3)
+    np.testing.assert_allclose(tiled, every, atol=1e-5)
+    with pytest.raises(ValueError, match="slab_step"):
+        predict_brain_probability(_threshold_model(), image, slab_step=2)
 
 
 def test_sliding_window_matches_whole_slices_for_a_voxelwise_model():

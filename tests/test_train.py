@@ -46,6 +46,24 @@ def test_training_writes_the_run_folder_and_a_faithful_export(train_val_csvs, tm
     np.testing.assert_allclose(served.serve(tf.constant(slab)).numpy(), best(slab).numpy(), atol=1e-5)
 
 
+def test_a_time_budget_stops_training_after_the_epoch_that_fills_it(train_val_csvs, tmp_path):
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.epochs = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    recorder = Recorder()
+    config = _tiny(train_val_csvs, tmp_path / "run", epochs=5, max_minutes=1e-4)
+    result = train(config, verbose=0, extra_callbacks=[recorder])
+    assert recorder.epochs == [0]  # the first epoch alone overran 6 ms; the extra callback saw it
+    assert _epochs(RunFolder(config.run_dir).history) == [0]
+    assert result.saved_model.is_dir()
+    with pytest.raises(ValueError, match="max_minutes"):
+        _tiny(train_val_csvs, tmp_path / "other", max_minutes=0)
+
+
 def test_export_and_keras_file_match_the_in_memory_model(tmp_path):
     model = build_model("unet", base_filters=2)
     model.save(tmp_path / "model.keras")

@@ -11,7 +11,8 @@ def add_parser(subparsers) -> None:
         "demo",
         help="run the main job end to end on CPU in minutes",
         description="Simulate a small cohort, check it, split it by subject, train the default model for a few "
-        "minutes on CPU and export it, writing everything under --out (test evaluation and figures join as they land).",
+        "minutes on CPU and export it, segment and evaluate the test split and draw the figures, writing everything "
+        "under --out (summary in OUT/summary.json).",
     )
     parser.add_argument("--out", default="results/demo", help="output folder (default: %(default)s)")
     parser.add_argument(
@@ -24,6 +25,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--steps-per-epoch", type=int, default=25, help="training batches of 10 slabs per epoch (default: %(default)s)"
     )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=8.0,
+        help="training time budget: stop after the last epoch that fits (default: %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -31,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo."""
     from fetal_keras.demo import run_demo  # TensorFlow is imported only for the commands that need it
 
-    run_demo(args.out, args.subjects, args.seed, args.epochs, args.steps_per_epoch)
+    run_demo(args.out, args.subjects, args.seed, args.epochs, args.steps_per_epoch, args.minutes)
     return 0

@@ -48,6 +48,7 @@ def add_parser(subparsers) -> None:
     option("--slabs-per-stack", "slabs_per_stack", "slabs drawn per stack per round", type=int)
     option("--brain-fraction", "brain_fraction", "fraction of slabs centred on brain", type=float)
     option("--validation-every", "validation_every", "epochs between whole-volume validations", type=int)
+    option("--max-minutes", "max_minutes", "stop after the last epoch that fits in this many minutes", type=float)
     option("--brain-labels", "brain_labels", "comma-separated label values that are brain", type=parse_label_values)
     option("--target-spacing", "target_spacing_mm", "resample in-plane to this spacing in mm", type=float)
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
