@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo pretrained test test-fast lint install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ install: $(STAMP)  ## create .venv and install everything
 demo: $(STAMP)  ## the main job end to end, on CPU, in minutes
 	$(BIN)/fetal-keras demo --out results/demo
 
+pretrained: $(STAMP)  ## re-create fetal_keras/weights/ from the simulator (about 1.5 h on 2 CPU cores)
+	$(BIN)/fetal-keras pretrained --work-dir results/pretrained
+	$(BIN)/fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz
+
 lint: $(STAMP)
-	$(BIN)/ruff check fetal_keras tests benchmarks
-	$(BIN)/ruff format --check fetal_keras tests benchmarks
+	$(BIN)/ruff check fetal_keras tests benchmarks notebooks
+	$(BIN)/ruff format --check fetal_keras tests benchmarks notebooks
 
 test: lint  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest

@@ -92,9 +92,7 @@ class TrainConfig:
         """Write the config with package versions, git commit and time (atomically)."""
         record = {
             "config": dataclasses.asdict(self),
-            "fetal_keras_version": __version__,
-            "git_commit": _git_commit(),
-            "package_versions": _package_versions(),
+            **provenance(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         with atomic_output(path) as temporary:
@@ -111,6 +109,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path} has settings this version does not know: {sorted(unknown)}.")
         return cls(**{name: _from_json(value, hints[name]) for name, value in values.items()})
+
+
+def provenance() -> dict:
+    """What produced a result: ``fetal_keras_version``, ``git_commit`` (None outside a git checkout) and
+    ``package_versions``."""
+    return {"fetal_keras_version": __version__, "git_commit": _git_commit(), "package_versions": _package_versions()}
 
 
 def _from_json(value, hint):

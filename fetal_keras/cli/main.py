@@ -12,6 +12,7 @@ from fetal_keras.cli import (
     demo_command,
     evaluate_command,
     predict_command,
+    pretrained_command,
     simulate_command,
     split_command,
     train_command,
@@ -25,6 +26,7 @@ COMMANDS = (
     predict_command,
     evaluate_command,
     demo_command,
+    pretrained_command,
 )
 
 # Errors that mean "the user's input is wrong": printed as one paragraph, without a traceback.
