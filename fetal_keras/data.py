@@ -175,6 +175,7 @@ def training_dataset(
     sampling: SamplingConfig | None = None,
     augment: AugmentConfig | None = None,
     seed: int = 42,
+    first_batch: int = 0,
 ) -> tf.data.Dataset:
     """Endless dataset of augmented, class-balanced batches (original: batch 10).
 
@@ -183,12 +184,13 @@ def training_dataset(
     Every ``slabs_per_stack * len(stacks)`` slabs form one round in which each stack gives exactly
     ``slabs_per_stack`` slabs, ``brain_slabs_per_stack`` of them centred on brain (if it has any), in an order
     shuffled over the whole round (the original needed a shuffle buffer of 64 because it read stack by stack).
-    Batches are drawn whole, with vectorised TensorFlow ops; batch ``k`` depends only on ``seed`` and ``k``.
+    Batches are drawn whole, with vectorised TensorFlow ops; batch ``k`` depends only on ``seed`` and ``k``, so a
+    resumed run continues the same sequence by starting at ``first_batch`` (nothing is computed for the skipped ones).
     """
     sampling = sampling or SamplingConfig()
     bank = stacks if isinstance(stacks, StackBank) else build_stack_bank(stacks)
     sample = make_sampler(bank, sampling, augment or AugmentConfig(), seed)
-    return _sampled(tf.data.Dataset.counter().batch(batch_size), sample)
+    return _sampled(tf.data.Dataset.counter(start=first_batch * batch_size).batch(batch_size), sample)
 
 
 def patch_dataset(

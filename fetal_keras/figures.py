@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,11 +10,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, output_paths
 from fetal_keras.io import read_stack
 from fetal_keras.labels import brain_mask_from_labels
 from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
-from fetal_keras.plots import show_example_panel, show_orthogonal_views
+from fetal_keras.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
+from fetal_keras.pretrained import WEIGHTS_DIR, verified_weights
 from fetal_keras.qc import load_qc_case
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
@@ -185,3 +187,62 @@ def cohort_views_figure(
         show_orthogonal_views(stack.array, stack.geometry.spacing_mm, mask, row_axes, title=stack_id)
     figure.tight_layout()
     return figure
+
+
+def pretrained_qc_figure(
+    stacks: Sequence[str | Path], out_path: str | Path, weights_dir: Path = WEIGHTS_DIR, every: int = 3, dpi: int = 60
+) -> Path:
+    """The packaged pretrained model's masks (red) on every ``every``-th slice of each stack, in one PNG.
+
+    Args:
+        stacks: stack files (e.g. the real unlabelled stacks).
+        out_path: the PNG to write (its folder is created).
+        weights_dir: folder of the packaged weights (checksum-verified against their card).
+        every: slice step.
+        dpi: resolution (small by default: the figure is committed).
+    """
+    from fetal_keras.model_loading import load_keras_file
+    from fetal_keras.predict import PredictOptions, predict_many
+    from fetal_keras.preprocess import PreprocessConfig
+
+    weights, sha256 = verified_weights(weights_dir=weights_dir)
+    model = load_keras_file(weights)
+    columns = 8
+    with tempfile.TemporaryDirectory() as folder:
+        ids = [Path(path).name.split(".")[0] for path in stacks]
+        table = predict_many(
+            model,
+            list(zip(ids, map(str, stacks), strict=True)),
+            folder,
+            PredictOptions(),
+            PreprocessConfig(),
+            f"{weights.name} (sha256 {sha256[:12]})",
+            progress=False,
+        )
+        failed = table[table["error"] != ""]
+        if not failed.empty:
+            raise ValueError("cannot segment " + "; ".join(f"{r['input']}: {r['error']}" for _, r in failed.iterrows()))
+        cases = [
+            (stack_id, read_stack(path), read_stack(output_paths(folder, stack_id)["mask"]).array)
+            for stack_id, path in zip(ids, stacks, strict=True)
+        ]
+    row_counts = [-(-len(range(0, len(stack.array), every)) // columns) for _, stack, _ in cases]
+    figure, axes = plt.subplots(sum(row_counts), columns, figsize=(1.6 * columns, 1.7 * sum(row_counts)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    first_row = 0
+    for (stack_id, stack, mask), rows in zip(cases, row_counts, strict=True):
+        window = intensity_window(stack.array)
+        panels = axes[first_row : first_row + rows].flat
+        for ax, index in zip(panels, range(0, len(stack.array), every), strict=False):
+            draw_slice(ax, stack.array, index, stack.geometry.spacing_mm, mask, window=window, fontsize=7)
+            ax.set_title(f"{stack_id} {index}", fontsize=7)
+        first_row += rows
+    figure.suptitle(f"{weights.stem} on real stacks: predicted brain mask (red), every {every} slices", fontsize=9)
+    figure.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out_path) as temporary:
+        figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return out_path

@@ -1,4 +1,4 @@
-"""Load a model for inference from a run folder, a SavedModel folder or a ``.keras`` file."""
+"""Load a model for inference: the packaged pretrained model, a run folder, a SavedModel folder or a ``.keras`` file."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tensorflow as tf
 from fetal_keras.callbacks import SAVED_MODEL_INFO
 from fetal_keras.config import TrainConfig
 from fetal_keras.preprocess import PreprocessConfig
+from fetal_keras.pretrained import PRETRAINED_NAME, PRETRAINED_SPEC, verified_weights
 
 DEFAULT_STRIDE = 8
 
@@ -42,11 +43,24 @@ def newest_saved_model(root: str | Path) -> Path:
     return max(exports, key=lambda folder: (folder.name[:1].isdigit(), folder.name, folder.stat().st_mtime))
 
 
-def load_predictor(spec: str | Path):
+def load_keras_file(path: Path) -> keras.Model:
+    """A fetal_keras model from a ``.keras`` file, loaded with ``safe_mode=True`` (no code from the file runs).
+
+    Raises:
+        ValueError: if the file is not a model fetal_keras can load (named in the message).
+    """
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, TypeError, KeyError) as error:
+        raise ValueError(f"{path} cannot be loaded as a fetal_keras model: {error}") from None
+
+
+def load_predictor(spec: str | Path = PRETRAINED_SPEC):
     """Load what ``spec`` names, for inference.
 
     Args:
-        spec: a training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, or a ``.keras``
+        spec: ``"pretrained"`` (default: the packaged model, its SHA-256 checked against its model card), a
+            training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, or a ``.keras``
             file (loaded with ``safe_mode=True``: no code from the file is run).
 
     Returns:
@@ -54,8 +68,12 @@ def load_predictor(spec: str | Path):
 
     Raises:
         FileNotFoundError: if nothing loadable is found at ``spec``.
+        ValueError: also if the packaged model's checksum differs from its card's.
         ValueError: if the file is not a model fetal_keras can load.
     """
+    if str(spec) == PRETRAINED_SPEC:
+        weights, sha256 = verified_weights()
+        return load_keras_file(weights), PreprocessConfig(), f"{PRETRAINED_NAME} (sha256 {sha256})"
     path = Path(spec)
     run_config = path / "config.json"
     preprocess = TrainConfig.load(run_config).preprocess if run_config.is_file() else PreprocessConfig()
@@ -64,10 +82,7 @@ def load_predictor(spec: str | Path):
     if path.is_dir() and (path / "saved_model.pb").is_file():
         return SavedModelPredictor(path), preprocess, str(path)
     if path.is_file() and path.suffix == ".keras":
-        try:
-            return keras.saving.load_model(path, safe_mode=True), preprocess, str(path)
-        except (ValueError, OSError, TypeError, KeyError) as error:
-            raise ValueError(f"{path} cannot be loaded as a fetal_keras model: {error}") from None
+        return load_keras_file(path), preprocess, str(path)
     if not path.exists():
         raise FileNotFoundError(f"Model {spec} does not exist.")
     raise FileNotFoundError(

@@ -79,6 +79,17 @@ def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+def finished_epochs(backup_dir: Path) -> int:
+    """Epochs an interrupted run finished, from Keras ``BackupAndRestore``'s metadata (0 for a new run)."""
+    metadata = Path(backup_dir) / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{metadata} is damaged ({error}); delete {backup_dir} to restart the run.") from None
+
+
 def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
     """Refuse to mix two different runs in one folder, or to silently redo a finished run."""
     if run.config.exists():
@@ -139,7 +150,11 @@ def train(
     val_sampling = SamplingConfig(
         slabs_per_stack=config.validation_slabs_per_stack, brain_fraction=config.brain_fraction
     )
-    train_data = _sharded_by_data(training_dataset(bank, config.batch_size, sampling, config.augment, config.seed))
+    # A resumed run continues the batch sequence where the restored epoch left it, as if never interrupted.
+    first_batch = finished_epochs(run.backup) * config.steps_per_epoch
+    train_data = _sharded_by_data(
+        training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch)
+    )
     val_data = _sharded_by_data(patch_dataset(val_stacks, config.batch_size, val_sampling, config.seed))
 
     with strategy.scope():
@@ -153,7 +168,7 @@ def train(
         SliceImages(val_stacks[0], str(run.tensorboard), config.validation_every),
         keras.callbacks.ModelCheckpoint(run.best, monitor=VOLUME_DICE, mode="max", save_best_only=True),
         keras.callbacks.ModelCheckpoint(run.last),
-        keras.callbacks.BackupAndRestore(str(run.backup)),
+        keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(run.history), append=True),
         keras.callbacks.TensorBoard(str(run.tensorboard)),
     ]

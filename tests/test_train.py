@@ -26,6 +26,11 @@ def _tiny(csvs, run_dir, **changes):
     return tiny_train_config(*csvs, run_dir, **changes)
 
 
+def _last_value(history_csv: Path, column: str) -> float:
+    with open(history_csv) as stream:
+        return float(list(csv.DictReader(stream))[-1][column])
+
+
 def _epochs(history_csv: Path) -> list[int]:
     with open(history_csv) as stream:
         return [int(row["epoch"]) for row in csv.DictReader(stream)]
@@ -83,6 +88,7 @@ def test_a_run_folder_holds_one_run(train_val_csvs, tmp_path):
         train(_tiny(train_val_csvs, tmp_path / "run", epochs=1), verbose=0)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     run = RunFolder(tmp_path / "run")
     command = [
@@ -126,3 +132,15 @@ def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     assert epochs[-1] == 3 and sorted(set(epochs)) == [0, 1, 2, 3]
     assert len(epochs) <= 5, "at most the epoch in flight at the kill is repeated"
     assert any(run.saved_model.iterdir())
+
+    # An uninterrupted run with the same seed: same batches (the resumed run continues the batch sequence), same end.
+    uninterrupted = RunFolder(tmp_path / "uninterrupted")
+    command[command.index("--run-dir") + 1] = str(uninterrupted.root)
+    assert subprocess.run(command, capture_output=True, text=True, timeout=300).returncode == 0
+    assert _epochs(uninterrupted.history) == [0, 1, 2, 3]
+    resumed_dice, reference_dice = (_last_value(folder.history, "val_volume_dice") for folder in (run, uninterrupted))
+    assert abs(resumed_dice - reference_dice) <= 0.01
+    resumed = keras.saving.load_model(run.last, safe_mode=True)
+    reference = keras.saving.load_model(uninterrupted.last, safe_mode=True)
+    for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)

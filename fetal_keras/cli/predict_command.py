@@ -19,8 +19,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--model",
-        required=True,
-        help="a training run folder (its newest SavedModel), a SavedModel folder or a .keras file",
+        default="pretrained",
+        help="'pretrained' (the packaged model trained on simulated stacks, checksum-verified), a training run "
+        "folder (its newest SavedModel), a SavedModel folder or a .keras file (default: %(default)s)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="cohort CSV (iFIND_id,image[,segmentation]) of stacks to segment")

@@ -1,0 +1,102 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+from conftest import synthetic_pair, write_volume
+
+from fetal_keras.cli.main import main
+from fetal_keras.make_pretrained import merged_cohort
+from fetal_keras.pretrained import (
+    PRETRAINED_NAME,
+    card_checksum,
+    card_path,
+    sha256_of,
+    verified_weights,
+    weights_path,
+)
+
+
+def _package(tmp_path, checksum=None):
+    """A tiny model packaged like the pretrained one, with a card stating ``checksum`` (default: the right one)."""
+    from fetal_keras.model import build_model
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    build_model("unet", base_filters=2).save(weights_path(weights_dir=folder))
+    card_path(weights_dir=folder).write_text(
+        f"# card\n\n- SHA-256: `{checksum or sha256_of(weights_path(weights_dir=folder))}`\n"
+    )
+    return folder
+
+
+def test_weights_are_used_only_when_their_checksum_matches_the_card(tmp_path):
+    folder = _package(tmp_path)
+    path, checksum = verified_weights(weights_dir=folder)
+    assert path == weights_path(weights_dir=folder) and checksum == card_checksum(card_path(weights_dir=folder))
+    with open(path, "ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ValueError, match="damaged or was replaced"):
+        verified_weights(weights_dir=folder)
+    card_path(weights_dir=folder).write_text("# a card without checksum\n")
+    with pytest.raises(ValueError, match="states no SHA-256"):
+        verified_weights(weights_dir=folder)
+    with pytest.raises(FileNotFoundError, match="make pretrained"):
+        verified_weights(weights_dir=tmp_path / "nowhere")
+
+
+def test_qc_figure_outlines_every_third_slice(tmp_path):
+    folder = _package(tmp_path)
+    image, _ = synthetic_pair(shape=(7, 40, 36))
+    stack = write_volume(tmp_path / "real" / "fetus_01.nii.gz", image)
+    from fetal_keras.figures import pretrained_qc_figure
+
+    path = pretrained_qc_figure([stack], tmp_path / "figures" / "qc.png", weights_dir=folder, dpi=30)
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="missing.nii.gz"):
+        pretrained_qc_figure([tmp_path / "missing.nii.gz"], tmp_path / "figures" / "qc2.png", weights_dir=folder)
+
+
+def test_simulated_cohorts_merge_with_prefixed_ids_and_paths(tmp_path):
+    parts = {}
+    for prefix in ("t2", "dr"):
+        folder = tmp_path / f"cohort_{prefix}"
+        folder.mkdir()
+        pd.DataFrame(
+            {"iFIND_id": ["sub-000_a"], "image": ["images/a.nii.gz"], "segmentation": ["segmentations/a.nii.gz"]}
+            | {"subject": ["sub-000"]}
+        ).to_csv(folder / "cohort.csv", index=False)
+        parts[prefix] = folder / "cohort.csv"
+    merged = pd.read_csv(merged_cohort(parts, tmp_path / "cohort.csv"))
+    assert list(merged["iFIND_id"]) == ["t2-sub-000_a", "dr-sub-000_a"]
+    assert list(merged["subject"]) == ["t2-sub-000", "dr-sub-000"]
+    assert list(merged["image"]) == ["cohort_t2/images/a.nii.gz", "cohort_dr/images/a.nii.gz"]
+
+
+def test_packaged_model_matches_its_card():
+    path, checksum = verified_weights()
+    assert path.name == f"{PRETRAINED_NAME}.keras"
+    assert path.stat().st_size <= 10_000_000
+    assert checksum == sha256_of(path)
+
+
+@pytest.mark.slow
+def test_packaged_model_segments_a_simulated_stack_from_the_command_line(tmp_path):
+    from fetal_keras.metrics import dice_score
+    from fetal_keras.simulate import SimulationSettings, simulate_stack
+    from fetal_keras.simulate.cohort import simulate_subject
+
+    settings = SimulationSettings(subjects=1, seed=123, preset="realistic", ga_range_weeks=(30.0, 30.0))
+    stack = simulate_stack(settings, simulate_subject(settings, 0), 0)
+    image_path = write_volume(tmp_path / "stack.nii.gz", stack.image, spacing=tuple(stack.plan.spacing_mm))
+    assert main(["predict", "--model", "pretrained", "--input", str(image_path), "--out", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert f"sha256 {sha256_of(verified_weights()[0])}" in table.loc[0, "model"]
+    from fetal_keras.io import read_stack
+
+    mask = read_stack(tmp_path / "out" / "stack_mask.nii.gz").array
+    assert dice_score(mask > 0, stack.mask > 0) >= DICE_FLOOR
+
+
+DICE_FLOOR = 0.8  # stated in the model card's test section; a simulated 30-week realistic stack
