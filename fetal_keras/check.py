@@ -40,15 +40,22 @@ class CheckOptions:
             raise ValueError(f"purpose must be one of {PURPOSES}, got {self.purpose!r}.")
 
 
+def _millimetres(values) -> str:
+    return "(" + ", ".join(f"{value:.4g}" for value in values) + ")"
+
+
 def image_problems(stack: Stack, options: CheckOptions) -> list[tuple[Severity, str]]:
     """(severity, message) pairs for an intensity stack: non-finite or constant voxels, odd spacings."""
     found = []
     spacing = np.asarray(stack.geometry.spacing_mm)
     if not np.isfinite(spacing).all() or (spacing <= 0).any():
-        found.append((Severity.ERROR, f"invalid voxel spacing {tuple(spacing)} mm"))
+        found.append((Severity.ERROR, f"invalid voxel spacing {_millimetres(spacing)} mm"))
     elif (spacing > options.max_spacing_mm).any():
         found.append(
-            (Severity.WARNING, f"implausible voxel spacing {tuple(spacing)} mm (> {options.max_spacing_mm} mm)")
+            (
+                Severity.WARNING,
+                f"implausible voxel spacing {_millimetres(spacing)} mm (> {options.max_spacing_mm:g} mm)",
+            )
         )
     elif spacing[2] < 0.99 * spacing[:2].max():
         found.append(

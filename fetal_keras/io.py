@@ -22,6 +22,7 @@ from fetal_keras.nifti1 import (
     copy_spatial_fields,
     nonfinite_counts,
     read_nifti1_header,
+    spacing_problem,
     truncation_problem,
 )
 
@@ -142,9 +143,9 @@ def _reader(path: Path) -> sitk.ImageFileReader:
         )
     header = read_nifti1_header(path)
     if header is not None:
-        truncated = truncation_problem(path, header)
-        if truncated:
-            raise StackReadError(f"{path} cannot be used: {truncated}.")
+        unusable = truncation_problem(path, header) or spacing_problem(header)
+        if unusable:
+            raise StackReadError(f"{path} cannot be used: {unusable}.")
         nan, infinite = nonfinite_counts(path, header)
         if nan or infinite:
             raise StackReadError(

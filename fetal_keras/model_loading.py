@@ -50,9 +50,17 @@ def load_keras_file(path: Path) -> keras.Model:
         ValueError: if the file is not a model fetal_keras can load (named in the message).
     """
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except (ValueError, OSError, TypeError, KeyError) as error:
         raise ValueError(f"{path} cannot be loaded as a fetal_keras model: {error}") from None
+    inputs = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
+    outputs = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else None
+    if inputs is None or len(inputs) != 5 or inputs[1] != 3 or inputs[-1] != 1 or outputs[-1] != 2:
+        raise ValueError(
+            f"{path} is not a fetal_keras slab model: it maps {inputs} to {outputs}, where [batch, 3, y, x, 1] to "
+            "[batch, 3, y, x, 2] brain probabilities is expected."
+        )
+    return model
 
 
 def load_predictor(spec: str | Path = PRETRAINED_SPEC):

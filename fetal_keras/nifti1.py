@@ -1,4 +1,5 @@
-"""Raw NIfTI-1 access for what SimpleITK hides or cannot do: exact header copies, truncation, non-finite values.
+"""Raw NIfTI-1 access for what SimpleITK hides or cannot do: exact header copies, truncation, zero spacing,
+non-finite values.
 
 Copying the header: SimpleITK recomputes the qform quaternion and sform rows from the direction matrix when it writes, and that
 float32 round trip is not exact for oblique directions (about 3e-8 of difference in the direction cosines),
@@ -128,6 +129,19 @@ def truncation_problem(path: str | Path, header: bytes) -> str | None:
     if found < expected:
         return f"file is truncated: {expected} bytes of header and voxel data expected, {found} found"
     return None
+
+
+def spacing_problem(header: bytes) -> str | None:
+    """Say why the voxel spacing in a NIfTI-1 header is unusable (zero or not finite), else None.
+
+    ITK silently reads a zero ``pixdim`` as 1 mm, which would give a mask and every distance in mm the wrong scale.
+    """
+    order = _byte_order(header)
+    spacing = np.frombuffer(header, dtype=f"{order}f4", count=3, offset=80)
+    if np.isfinite(spacing).all() and (spacing != 0).all():
+        return None
+    values = ", ".join(f"{value:g}" for value in spacing)
+    return f"its header gives voxel spacing (pixdim) {values}: zero or not finite (SimpleITK would read 1 mm)"
 
 
 _FLOAT_DATATYPES = {16: "f4", 64: "f8"}

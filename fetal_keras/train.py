@@ -133,9 +133,6 @@ def train(
     strategy = make_strategy(config.strategy)
     run = RunFolder(config.run_dir)
     _check_run_folder(run, config)
-    for folder in (run.root, run.checkpoints, run.tensorboard):
-        folder.mkdir(parents=True, exist_ok=True)
-    config.save(run.config)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,6 +143,15 @@ def train(
     preprocess = config.preprocess
     bank = load_stack_bank(train_table, preprocess)  # plain CPU variables: outside the strategy scope
     val_stacks = load_stacks(val_table, preprocess)
+    if not int(tf.reduce_sum(bank.brain_counts)):
+        raise ValueError(
+            f"No training stack of {config.train_csv} has any brain voxel (brain labels: "
+            f"{config.brain_labels or 'every non-zero label'}): check the segmentations or --brain-labels."
+        )
+    # The run folder is made only once every input has been read and accepted.
+    for folder in (run.root, run.checkpoints, run.tensorboard):
+        folder.mkdir(parents=True, exist_ok=True)
+    config.save(run.config)
     sampling = SamplingConfig(slabs_per_stack=config.slabs_per_stack, brain_fraction=config.brain_fraction)
     val_sampling = SamplingConfig(
         slabs_per_stack=config.validation_slabs_per_stack, brain_fraction=config.brain_fraction

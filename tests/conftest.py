@@ -45,6 +45,16 @@ def synthetic_pair(shape=(5, 12, 10), seed=0) -> tuple[np.ndarray, np.ndarray]:
     return image, labels
 
 
+class ThresholdPredictor:
+    """Brain probability = sigmoid(4 x intensity) for every voxel: equivariant to flips, stride 8."""
+
+    stride = 8
+
+    def __call__(self, slabs, training=False):
+        brain = 1.0 / (1.0 + np.exp(-4.0 * np.asarray(slabs)))
+        return np.concatenate([1.0 - brain, brain], axis=-1)
+
+
 @pytest.fixture
 def write_cohort(tmp_path):
     """Factory: write ``n`` labelled stacks and a cohort CSV with relative paths; return the CSV path."""

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import OBLIQUE, synthetic_pair, write_volume
+from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 
 from fetal_keras.callbacks import export_saved_model
 from fetal_keras.cli.main import main
@@ -13,16 +13,6 @@ from fetal_keras.model import build_model
 from fetal_keras.model_loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
 from fetal_keras.preprocess import PreprocessConfig
-
-
-class ThresholdPredictor:
-    """Brain probability = sigmoid(4 x intensity) for every voxel: equivariant to flips, stride 8."""
-
-    stride = 8
-
-    def __call__(self, slabs, training=False):
-        brain = 1.0 / (1.0 + np.exp(-4.0 * np.asarray(slabs)))
-        return np.concatenate([1.0 - brain, brain], axis=-1)
 
 
 class LeftBiasedPredictor(ThresholdPredictor):
