@@ -20,6 +20,7 @@ import tensorflow as tf
 from fetal_keras.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
 from fetal_keras.config import TrainConfig
 from fetal_keras.data import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
+from fetal_keras.distributed_fit import fit_with_strategy_run
 from fetal_keras.losses import get_loss
 from fetal_keras.metrics import BrainDice
 from fetal_keras.model import build_model
@@ -182,15 +183,20 @@ def train(
         callbacks.append(TimeBudget(config.max_minutes))
     callbacks += list(extra_callbacks)
     try:
-        history = model.fit(
-            train_data,
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            validation_data=val_data,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the datasets are already shuffled, by round
-        )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            history = fit_with_strategy_run(
+                model, strategy, train_data, config.epochs, config.steps_per_epoch, callbacks, verbose
+            )
+        else:
+            history = model.fit(
+                train_data,
+                epochs=config.epochs,
+                steps_per_epoch=config.steps_per_epoch,
+                validation_data=val_data,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the datasets are already shuffled, by round
+            )
     except KeyboardInterrupt:
         export_best(run, model)
         raise

@@ -35,7 +35,8 @@ def main() -> None:
             if difference:
                 print("replicas differ:", weight.path, difference, file=sys.stderr)
             spread = max(spread, difference)
-    np.savez(out, *[w.numpy() for w in result.model.weights], replicas=replicas, spread=spread)
+    in_sync = result.model.distribute_strategy.num_replicas_in_sync
+    np.savez(out, *[w.numpy() for w in result.model.weights], replicas=replicas, spread=spread, in_sync=in_sync)
 
 
 if __name__ == "__main__":
