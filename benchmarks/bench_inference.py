@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -41,6 +42,14 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
         tf.matmul(a, b).numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def _keras_twin(spec: str) -> keras.Model | None:
+    """The Keras model behind a SavedModel (for counting FLOPs): a run folder's best checkpoint, if any."""
+    checkpoint = Path(spec) / "checkpoints" / "best.keras"
+    if not checkpoint.is_file():
+        checkpoint = Path(spec).parent.parent / "checkpoints" / "best.keras"  # RUN/saved_model/<timestamp>
+    return load_predictor(checkpoint)[0] if checkpoint.is_file() else None
 
 
 def timed(function, repeats: int):
@@ -69,6 +78,7 @@ def main() -> None:
 
     keras.utils.set_random_seed(0)
     model = build_model("unet") if args.model is None else load_predictor(args.model)[0]
+    counted = model if isinstance(model, keras.Model) else _keras_twin(args.model)
     if args.input:
         images = [whiten(read_stack(path).array) for path in args.input]
     else:
@@ -93,9 +103,9 @@ def main() -> None:
         for name, mask in masks.items():
             # Against the labels when given, else agreement with the original sliding-window scheme.
             dice[name].append(dice_score(mask, labels[index] if labels is not None else masks["sliding"]))
-        if isinstance(model, keras.Model):
-            padded, _ = pad_in_plane(image, total_stride(model))
-            flops += image.shape[0] * flops_per_slab(model) * padded.shape[1] * padded.shape[2] / 128**2
+        if counted is not None:
+            padded, _ = pad_in_plane(image, total_stride(counted))
+            flops += image.shape[0] * flops_per_slab(counted) * padded.shape[1] * padded.shape[2] / 128**2
 
     mean = {name: float(np.mean(values)) for name, values in seconds.items()}
     mean_dice = {name: float(np.mean(values)) for name, values in dice.items()}
