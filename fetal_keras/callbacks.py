@@ -24,12 +24,22 @@ from fetal_keras.preprocess import PreparedStack
 VOLUME_DICE = "val_volume_dice"
 
 
+def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
+    """Dice of each labelled stack segmented whole with the deploy code (probability >= 0.5)."""
+    return [
+        dice_score(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5, stack.unpadded_labels)
+        for stack in stacks
+        if stack.labels is not None
+    ]
+
+
 class WholeVolumeDice(keras.callbacks.Callback):
     """Mean Dice over whole validation stacks, predicted with the deploy code, as ``logs["val_volume_dice"]``.
 
     Each stack is segmented whole (``fetal_keras.inference``); its Dice is computed on the stack's grid and the
     mean over stacks is logged (macro average; an empty truth and empty prediction count as 1.0). It runs every
-    ``every`` epochs and on the last; in between the key is absent, so checkpoints only compare measured epochs.
+    ``every`` epochs and on the last; in between the key holds NaN, so ``history.csv`` keeps its column from the
+    first epoch and the best-model checkpoint only compares measured epochs.
     """
 
     def __init__(
@@ -45,14 +55,10 @@ class WholeVolumeDice(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         last_epoch = epoch + 1 == self.params.get("epochs")
         if not self.stacks or ((epoch + 1) % self.every and not last_epoch):
+            if logs is not None and self.stacks:
+                logs[VOLUME_DICE] = float("nan")
             return
-        self.last_scores = [
-            dice_score(
-                predict_brain_probability(self.model, stack.unpadded_image, self.batch_size) >= 0.5,
-                stack.unpadded_labels,
-            )
-            for stack in self.stacks
-        ]
+        self.last_scores = whole_volume_dice_scores(self.model, self.stacks, self.batch_size)
         score = float(np.mean(self.last_scores))
         if logs is not None:
             logs[VOLUME_DICE] = score

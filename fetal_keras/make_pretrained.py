@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
@@ -165,10 +166,11 @@ def make_pretrained(
     """
     import keras
 
+    from fetal_keras.callbacks import whole_volume_dice_scores
     from fetal_keras.evaluate import evaluate_cohort, summarize
     from fetal_keras.model import build_model
     from fetal_keras.predict import PredictOptions, predict_many
-    from fetal_keras.preprocess import PreprocessConfig
+    from fetal_keras.preprocess import PreprocessConfig, load_stacks
     from fetal_keras.train import RunFolder, train
 
     work_dir = Path(work_dir)
@@ -219,8 +221,10 @@ def make_pretrained(
     training_minutes = (time.perf_counter() - training_start) / 60
     history = pd.read_csv(run.history)
 
-    print("[4/5] testing the selected model on the simulated test split")
+    print("[4/5] measuring the selected model on the simulated validation and test splits")
     best = keras.saving.load_model(run.best, safe_mode=True)
+    val_stacks = load_stacks(read_cohort(split_dir / "val.csv", require_segmentation=True), PreprocessConfig())
+    val_dice = float(np.mean(whole_volume_dice_scores(best, val_stacks)))
     predictions = work_dir / "test_predictions"
     test_stacks = list(zip(splits["test"][ID_COLUMN], splits["test"][IMAGE_COLUMN], strict=True))
     predict_many(best, test_stacks, predictions, PredictOptions(), PreprocessConfig(), str(run.best))
@@ -239,7 +243,7 @@ def make_pretrained(
         "parameters": int(sum(keras.ops.size(w) for w in packaged.trainable_weights)),
         "provenance": provenance(),
         "split": {part: len(table) for part, table in splits.items()},
-        "best_val_dice": float(history["val_volume_dice"].max()),
+        "best_val_dice": val_dice,
         "epochs_run": len(history),
         "test": summarize(metrics),
         "test_dice_min": float(metrics["dice"].min()),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,8 +182,6 @@ def train(
     if config.max_minutes is not None:
         callbacks.append(TimeBudget(config.max_minutes))
     callbacks += list(extra_callbacks)
-    # Whole-volume Dice is logged every ``validation_every`` epochs; the best-model checkpoint skips the others.
-    warnings.filterwarnings("ignore", message=f"Can save best model only with {VOLUME_DICE} available")
     try:
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             history = fit_with_strategy_run(

@@ -51,6 +51,15 @@ def test_training_writes_the_run_folder_and_a_faithful_export(train_val_csvs, tm
     np.testing.assert_allclose(served.serve(tf.constant(slab)).numpy(), best(slab).numpy(), atol=1e-5)
 
 
+def test_history_keeps_the_whole_volume_dice_column_when_validating_every_few_epochs(train_val_csvs, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    train(_tiny(train_val_csvs, run.root, epochs=3, validation_every=2), verbose=0)
+    with open(run.history) as stream:
+        values = [row["val_volume_dice"] for row in csv.DictReader(stream)]
+    assert values[0] == "nan"
+    assert np.isfinite(float(values[1])) and np.isfinite(float(values[2]))  # measured every 2 epochs and at the end
+
+
 def test_a_time_budget_stops_training_after_the_epoch_that_fills_it(train_val_csvs, tmp_path):
     class Recorder(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
