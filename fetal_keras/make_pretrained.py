@@ -34,9 +34,24 @@ KNOWN_LIMITS = """\
   simulator's ventricle sizes).
 - Gestational ages 20-38 weeks as simulated; slice thickness 2-5 mm, in-plane 0.8-1.5 mm, on the native grid
   (no resampling); very different resolutions change the brain's size in pixels.
+- Post-processing keeps the largest connected component: when the network also marks a larger region outside
+  the head, that region is kept and the brain dropped (one of the 12 simulated test stacks, a sagittal stack,
+  scored Dice 0 this way). `--no-postprocess` keeps every component; check the mask volume in `predictions.csv`.
 - Its accuracy on real labelled stacks has not been measured (no labelled real data in this project): the
   Dice in this card is on simulated test stacks. Check every mask (`fetal-keras predict --tta` writes
   uncertainty maps and QC flags) before slice-to-volume reconstruction.
+"""
+
+
+REAL_CHECK = """\
+`results/figures/pretrained_qc.png` (`fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz`)
+outlines its masks on every third slice of the two real unlabelled stacks. **It does not transfer to them: the
+masks are not usable.** On fetus_03 (2 mm slices) it finds the fetal head on the middle slices but also marks
+bright fluid and fetal-body regions on the first and last slices, and the largest connected component spans them;
+on fetus_04 (3 mm slices) it marks most of the uterus on nearly every slice. The simulated stacks it was trained
+on differ from these real ones in maternal anatomy, tissue texture and contrast (see
+`results/figures/simulated_vs_real.png`); closing that gap (a richer simulator, stronger intensity and texture
+randomisation, or fine-tuning on a few labelled real stacks) is needed before this model is useful on real data.
 """
 
 
@@ -89,6 +104,21 @@ def merged_cohort(parts: dict[str, Path], out_csv: Path) -> Path:
     return out_csv
 
 
+class _Timings:
+    """Minutes each step took when it really ran, kept in ``timings.json`` so that a rerun reusing the step's
+    results still reports them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.values = json.loads(path.read_text()) if path.is_file() else {}
+
+    def record(self, name: str, minutes: float) -> None:
+        if minutes > 1.0 or name not in self.values:  # under a minute: the step was reused, not run
+            self.values[name] = minutes
+            with atomic_output(self.path) as temporary:
+                temporary.write_text(json.dumps(self.values, indent=2) + "\n")
+
+
 def _hardware() -> str:
     import tensorflow as tf
 
@@ -122,8 +152,9 @@ stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion an
 
 `{json.dumps({k: v for k, v in asdict(config).items() if k not in ("train_csv", "val_csv", "run_dir")})}`
 
-Selected on whole-volume validation Dice (deploy inference, every {recipe.validation_every} epochs): best
-{facts["best_val_dice"]:.3f} after {facts["epochs_run"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs.
+Trained for {facts["epochs_run"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs; the packaged weights are
+the epoch with the best whole-volume validation Dice (deploy inference, measured every {recipe.validation_every}
+epochs): {facts["best_val_dice"]:.3f} on the {facts["split"]["val"]} simulated validation stacks.
 
 ## Simulated test metrics
 
@@ -152,7 +183,7 @@ def make_pretrained(
     weights_dir: Path = WEIGHTS_DIR,
     name: str = PRETRAINED_NAME,
     workers: int | None = None,
-    real_check: str = "See `results/figures/pretrained_qc.png` (`fetal-keras pretrained --qc-figure`).",
+    real_check: str = REAL_CHECK,
 ) -> Path:
     """Simulate, train, select, test and package the pretrained model; return the model card's path.
 
@@ -195,7 +226,8 @@ def make_pretrained(
         ),
     }
     csv_path = merged_cohort(parts, work_dir / "cohort.csv")
-    simulation_minutes = (time.perf_counter() - start) / 60
+    timings = _Timings(work_dir / "timings.json")
+    timings.record("simulation_minutes", (time.perf_counter() - start) / 60)
     print("[2/5] splitting by subject")
     split_dir = work_dir / "split"
     settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
@@ -218,7 +250,7 @@ def make_pretrained(
     finished = any(run.saved_model.glob("2*")) and not run.backup.exists()
     if not finished:
         train(config, verbose=2)
-    training_minutes = (time.perf_counter() - training_start) / 60
+    timings.record("training_minutes", (time.perf_counter() - training_start) / 60)
     history = pd.read_csv(run.history)
 
     print("[4/5] measuring the selected model on the simulated validation and test splits")
@@ -247,8 +279,7 @@ def make_pretrained(
         "epochs_run": len(history),
         "test": summarize(metrics),
         "test_dice_min": float(metrics["dice"].min()),
-        "simulation_minutes": simulation_minutes,
-        "training_minutes": training_minutes,
+        **timings.values,
         "hardware": _hardware(),
         "real_check": real_check,
     }

@@ -99,4 +99,4 @@ def test_packaged_model_segments_a_simulated_stack_from_the_command_line(tmp_pat
     assert dice_score(mask > 0, stack.mask > 0) >= DICE_FLOOR
 
 
-DICE_FLOOR = 0.8  # stated in the model card's test section; a simulated 30-week realistic stack
+DICE_FLOOR = 0.9  # stated in the model card; a simulated 30-week realistic stack (seed 123)
