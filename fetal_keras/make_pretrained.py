@@ -248,8 +248,7 @@ def make_pretrained(
     )
     print(f"[3/5] training into {run.root} (at most {recipe.max_minutes:g} min)")
     training_start = time.perf_counter()
-    finished = any(run.saved_model.glob("2*")) and not run.backup.exists()
-    if not finished:
+    if not run.finished:
         train(config, verbose=2)
     timings.record("training_minutes", (time.perf_counter() - training_start) / 60)
     history = pd.read_csv(run.history)

@@ -42,6 +42,11 @@ class RunFolder:
         self.tensorboard = self.root / "tensorboard"
         self.saved_model = self.root / "saved_model"
 
+    @property
+    def finished(self) -> bool:
+        """True when the run ended (it exported a SavedModel and left no backup to resume from)."""
+        return any(self.saved_model.glob("2*")) and not self.backup.exists()
+
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy called ``name``.
@@ -100,7 +105,7 @@ def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
                 f"{run.root} holds a run with other settings ({run.config}); use a new --run-dir, or the same "
                 "settings to resume it."
             )
-        if any(run.saved_model.glob("2*")) and not run.backup.exists():
+        if run.finished:
             raise FileExistsError(f"{run.root} holds a finished run (see {run.saved_model}); use a new --run-dir.")
 
 
