@@ -68,7 +68,7 @@ def _empty_csv(root):
 
 
 def _duplicate_ids(root):
-    return _cohort(root, [_good(root, "a"), _good(root, "a").replace("a,", "a,", 1)]), ["duplicate", "'a'"]
+    return _cohort(root, [_good(root, "a"), _good(root, "a")]), ["duplicate", "'a'"]
 
 
 def _missing_file(root):
@@ -273,22 +273,13 @@ def test_output_folder_equal_to_the_input_folder_leaves_the_inputs_intact(tmp_pa
     code, _ = _run(capsys, "predict", "--model", tiny_model, "--input", stack, "--out", stack.parent, "--quiet")
     assert code == 0 and stack.read_bytes() == before
     assert (stack.parent / "s_mask.nii.gz").is_file()
-    # A stack whose name is what its mask would be called is never overwritten.
+    # A stack stored under the name its mask would get (id "x", file x_mask.nii.gz) is never overwritten.
     clash = write_volume(tmp_path / "clash" / "x_mask.nii.gz", image)
-    os.rename(clash, clash.with_name("x_mask_mask.nii.gz"))
-    clash = clash.with_name("x_mask_mask.nii.gz")
+    csv = tmp_path / "clash" / "cohort.csv"
+    csv.write_text("iFIND_id,image,segmentation\nx,x_mask.nii.gz,\n")
     before = clash.read_bytes()
-    code, output = _run(
-        capsys,
-        "predict",
-        "--model",
-        tiny_model,
-        "--input",
-        clash.with_name("x_mask_mask.nii.gz"),
-        "--out",
-        clash.parent,
-    )
-    assert clash.read_bytes() == before
+    code, output = _run(capsys, "predict", "--model", tiny_model, "--csv", csv, "--out", clash.parent, "--quiet")
+    assert code == 1 and "input file" in output and clash.read_bytes() == before
 
 
 def test_output_folder_that_is_a_file_is_refused(tmp_path, capsys, tiny_model):
