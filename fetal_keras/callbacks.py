@@ -105,7 +105,6 @@ class TimeBudget(keras.callbacks.Callback):
         if minutes <= 0:
             raise ValueError(f"the time budget must be positive, got {minutes} minutes")
         self.seconds = 60.0 * minutes
-        self.stopped_after_epoch: int | None = None
 
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
@@ -117,7 +116,6 @@ class TimeBudget(keras.callbacks.Callback):
         now = time.monotonic()
         if (now - self.start) + (now - self.epoch_start) > self.seconds:
             self.model.stop_training = True
-            self.stopped_after_epoch = epoch
             print(f"Time budget of {self.seconds / 60:g} min reached: stopping after epoch {epoch + 1}.")
 
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.io import read_stack
-from fetal_keras.labels import brain_mask_from_labels
+from fetal_keras.labels import read_brain_mask
 
 
 def orientation_code(direction: tuple[float, ...]) -> str:
@@ -40,7 +40,7 @@ def describe_stack(
     low, high = np.percentile(stack.array, (1, 99))
     volume = np.nan
     if segmentation_path:
-        brain = brain_mask_from_labels(read_stack(segmentation_path).array, brain_labels)
+        brain = read_brain_mask(segmentation_path, brain_labels)
         volume = float(brain.sum()) * float(np.prod(geometry.spacing_mm)) / 1000.0
     return {
         "slices": geometry.size[2],

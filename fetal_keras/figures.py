@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.files import atomic_output, output_paths
+from fetal_keras.files import atomic_output, id_from_filename, output_paths
 from fetal_keras.io import read_stack
-from fetal_keras.labels import brain_mask_from_labels
+from fetal_keras.labels import read_brain_mask
 from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
 from fetal_keras.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
 from fetal_keras.pretrained import WEIGHTS_DIR, verified_weights
@@ -183,7 +183,7 @@ def cohort_views_figure(
     for row_axes, stack_id in zip(axes, chosen, strict=True):
         stack = read_stack(table.loc[stack_id, IMAGE_COLUMN])
         segmentation = table.loc[stack_id].get(SEGMENTATION_COLUMN) or None
-        mask = brain_mask_from_labels(read_stack(segmentation).array, brain_labels) if segmentation else None
+        mask = read_brain_mask(segmentation, brain_labels) if segmentation else None
         show_orthogonal_views(stack.array, stack.geometry.spacing_mm, mask, row_axes, title=stack_id)
     figure.tight_layout()
     return figure
@@ -209,7 +209,7 @@ def pretrained_qc_figure(
     model = load_keras_file(weights)
     columns = 8
     with tempfile.TemporaryDirectory() as folder:
-        ids = [Path(path).name.split(".")[0] for path in stacks]
+        ids = [id_from_filename(path) for path in stacks]
         table = predict_many(
             model,
             list(zip(ids, map(str, stacks), strict=True)),

@@ -62,3 +62,12 @@ def output_paths(out_dir: str | os.PathLike, stack_id: str) -> dict[str, Path]:
     """Where ``fetal-keras predict`` writes a stack's outputs: ``<id>_mask``, ``<id>_prob``, ``<id>_uncertainty``
     (``.nii.gz``) in ``out_dir``."""
     return {name: Path(out_dir) / f"{stack_id}_{name}.nii.gz" for name in ("mask", "prob", "uncertainty")}
+
+
+def id_from_filename(path: str | os.PathLike) -> str:
+    """``sub-01_T2w`` for ``/data/sub-01_T2w.nii.gz``."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".mha", ".nrrd"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem

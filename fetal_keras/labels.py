@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from fetal_keras.io import read_stack
 
 
 def parse_label_values(text: str | None) -> tuple[int, ...] | None:
@@ -69,3 +72,13 @@ def brain_mask_from_labels(segmentation: np.ndarray, brain_labels: Sequence[int]
     if brain_labels is None:
         return (segmentation != 0).astype(np.uint8)
     return np.isin(segmentation, np.asarray(brain_labels)).astype(np.uint8)
+
+
+def read_brain_mask(segmentation_path: str | Path, brain_labels: Sequence[int] | None = None) -> np.ndarray:
+    """Binary brain mask ``[z, y, x]`` (uint8) of a label-map file; ``brain_labels`` as in
+    :func:`brain_mask_from_labels`.
+
+    Raises:
+        FileNotFoundError / ValueError: if the file is missing or cannot be read as a stack (named in the message).
+    """
+    return brain_mask_from_labels(read_stack(segmentation_path).array, brain_labels)

@@ -76,8 +76,8 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
 
     Raises:
         FileNotFoundError: if nothing loadable is found at ``spec``.
-        ValueError: also if the packaged model's checksum differs from its card's.
-        ValueError: if the file is not a model fetal_keras can load.
+        ValueError: if the file is not a model fetal_keras can load, or the packaged model's checksum differs
+            from its card's.
     """
     if str(spec) == PRETRAINED_SPEC:
         weights, sha256 = verified_weights()

@@ -12,7 +12,7 @@ import pandas as pd
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.files import output_paths
 from fetal_keras.io import read_stack
-from fetal_keras.labels import brain_mask_from_labels
+from fetal_keras.labels import read_brain_mask
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_qc_case(
     pred_dir = Path(pred_dir)
     stack = read_stack(row[IMAGE_COLUMN])
     segmentation = row.get(SEGMENTATION_COLUMN) or None
-    truth = brain_mask_from_labels(read_stack(segmentation).array, brain_labels) if segmentation else None
+    truth = read_brain_mask(segmentation, brain_labels) if segmentation else None
     outputs = output_paths(pred_dir, stack_id)
     return QcCase(
         stack_id=stack_id,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
+from fetal_keras.files import id_from_filename
 
 
 def add_parser(subparsers) -> None:
@@ -51,15 +52,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def stack_id(path: str) -> str:
-    """``sub-01_T2w`` for ``/data/sub-01_T2w.nii.gz``."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".mha", ".nrrd"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``."""
     from fetal_keras.model_loading import load_predictor  # TensorFlow only for the commands that need it
@@ -69,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         table = read_cohort(args.csv)
         stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))
     else:
-        stacks = [(stack_id(path), path) for path in args.input]
+        stacks = [(id_from_filename(path), path) for path in args.input]
         duplicated = sorted({name for name, _ in stacks if [n for n, _ in stacks].count(name) > 1})
         if duplicated:
             raise ValueError(f"Several --input files would be written under the same id: {duplicated}.")
