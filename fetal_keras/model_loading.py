@@ -9,6 +9,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# Imported for their registrations: a .keras file names fetal_keras' custom layers, initialisers, losses and
+# metrics, and Keras finds them only once their modules have run (a fresh process has not imported them).
+import fetal_keras.losses
+import fetal_keras.metrics
+import fetal_keras.model  # noqa: F401
 from fetal_keras.callbacks import SAVED_MODEL_INFO
 from fetal_keras.config import TrainConfig
 from fetal_keras.preprocess import PreprocessConfig
@@ -44,13 +49,14 @@ def newest_saved_model(root: str | Path) -> Path:
 
 
 def load_keras_file(path: Path) -> keras.Model:
-    """A fetal_keras model from a ``.keras`` file, loaded with ``safe_mode=True`` (no code from the file runs).
+    """A fetal_keras model from a ``.keras`` file, for inference: loaded with ``safe_mode=True`` (no code from the
+    file runs) and without its training state (``compile=False``: loss, metrics and optimizer are not needed).
 
     Raises:
         ValueError: if the file is not a model fetal_keras can load (named in the message).
     """
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, OSError, TypeError, KeyError) as error:
         raise ValueError(f"{path} cannot be loaded as a fetal_keras model: {error}") from None
     inputs = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
