@@ -1,6 +1,7 @@
 """The four notebooks, executed end to end in order with tiny parameters (papermill), and their hygiene."""
 
 import json
+import time
 from pathlib import Path
 
 import nbformat
@@ -8,6 +9,32 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_explore_data", "02_train", "03_evaluate_qc", "04_paper_figures")
+KERNEL_START_TIMEOUT_S = 120
+CELL_TIMEOUT_S = 240  # the slowest cell (02's training, tiny settings) takes ~20 s on 2 busy cores
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, cell_timeout_s: float = CELL_TIMEOUT_S) -> None:
+    """Run ``source`` with papermill into ``output``; a kernel that does not start or a cell that does not finish
+    in time fails the test with the notebook's name and the cell's number, instead of waiting forever."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError
+
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=parameters,
+            cwd=str(source.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            start_timeout=KERNEL_START_TIMEOUT_S,
+            execution_timeout=cell_timeout_s,
+        )
+    except CellTimeoutError as error:
+        cells = nbformat.read(output, as_version=4).cells
+        started = [i for i, cell in enumerate(cells) if cell.metadata.get("papermill", {}).get("start_time")]
+        where = f"cell {started[-1]} of {output.name} (0-based)" if started else "a cell"
+        pytest.fail(f"{source.name}: {where} gave no reply within {cell_timeout_s:g} s. {error}", pytrace=False)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -22,9 +49,8 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell(name):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # four kernels in turn; ~75 s alone, longer beside other work
 def test_notebooks_run_end_to_end_on_a_simulated_cohort(tmp_path):
-    import papermill
-
     root = tmp_path / "work"
     paths = {
         "cohort": str(root / "cohort" / "cohort.csv"),
@@ -62,14 +88,7 @@ def test_notebooks_run_end_to_end_on_a_simulated_cohort(tmp_path):
         },
     }
     for name in NAMES:
-        papermill.execute_notebook(
-            str(NOTEBOOKS / f"{name}.ipynb"),
-            str(tmp_path / f"{name}.ipynb"),
-            parameters=parameters[name],
-            cwd=str(NOTEBOOKS),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path / f"{name}.ipynb", parameters[name])
     assert (paths["run"] / "history.csv").is_file()
     assert list((paths["run"] / "saved_model").iterdir())
     assert (paths["run"] / "test_predictions" / "predictions.csv").is_file()
@@ -79,3 +98,15 @@ def test_notebooks_run_end_to_end_on_a_simulated_cohort(tmp_path):
     executed = json.loads((tmp_path / "03_evaluate_qc.ipynb").read_text())
     images = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images  # the montage was drawn
+
+
+def test_a_cell_that_never_finishes_fails_within_its_limit_naming_notebook_and_cell(tmp_path):
+    source = tmp_path / "hangs.ipynb"
+    cells = [nbformat.v4.new_code_cell("ready = True"), nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, source)
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"hangs\.ipynb: cell 1 .*no reply within 3 s"):
+        execute_notebook(source, tmp_path / "out.ipynb", {}, cell_timeout_s=3)
+    assert time.monotonic() - started < 60
