@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -106,6 +107,19 @@ def test_mask_follows_the_anatomy_each_slice_saw(subject):
     assert dice > 0.97
 
 
+def test_tissue_labels_show_the_same_anatomy_as_the_image_and_mask(stacks):
+    """The label map is drawn at each slice's centre under the same motion: its brain tissues are the mask but for
+    through-plane partial volume, and the brightest tissue of the T2 image (fluid) sits where the labels say."""
+    for stack in stacks:
+        assert set(np.unique(stack.tissue_labels)) <= {int(tissue) for tissue in Tissue}
+        brain = np.isin(stack.tissue_labels, [int(tissue) for tissue in BRAIN_TISSUES])
+        assert 2 * (brain & (stack.mask == 1)).sum() / (brain.sum() + stack.mask.sum()) > 0.9
+        fluid = stack.tissue_labels == Tissue.AMNIOTIC_FLUID
+        maternal_muscle = stack.tissue_labels == Tissue.MATERNAL_MUSCLE
+        if fluid.sum() > 100 and maternal_muscle.sum() > 100:
+            assert np.median(stack.image[fluid]) > 2 * np.median(stack.image[maternal_muscle])
+
+
 def test_motion_displaces_slices_and_switching_it_off_changes_nothing_else(subject):
     moving = simulate_stack(SETTINGS, subject, 1)
     still = simulate_stack(SimulationSettings(subjects=2, seed=3, motion=False), subject, 1)
@@ -158,6 +172,11 @@ def test_written_cohort_is_valid_and_regenerates_exactly(tmp_path):
     written = read_stack(tmp_path / "sim" / "images" / f"{stack_record['id']}.nii.gz")
     regenerated = simulate_stack(settings, simulate_subject(settings, 1), 1)
     np.testing.assert_array_equal(written.array, regenerated.image)
+    labels = read_stack(tmp_path / "sim" / "labels" / f"{stack_record['id']}.nii.gz")
+    np.testing.assert_array_equal(labels.array, regenerated.tissue_labels)
+    assert labels.geometry.differences(written.geometry) == []
+    assert (pd.read_csv(csv)["labels"] == [f"labels/{row}.nii.gz" for row in pd.read_csv(csv)["iFIND_id"]]).all()
+    assert record["tissue_labels"]["AMNIOTIC_FLUID"] == Tissue.AMNIOTIC_FLUID
     assert written.geometry.spacing_mm == pytest.approx(regenerated.plan.spacing_mm, rel=1e-6)
     np.testing.assert_allclose(written.geometry.direction, regenerated.plan.direction.ravel(), atol=1e-6)
     with pytest.raises(FileExistsError, match="--overwrite"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fetal_keras.simulate.motion import rigid
-from fetal_keras.simulate.render import HeadVolumes, render_points
+from fetal_keras.simulate.render import HeadVolumes, label_points, render_points
 from fetal_keras.simulate.scene import Scene
 from fetal_keras.simulate.shapes import rotation_matrix
 
@@ -106,6 +106,12 @@ def slice_profile(thickness_mm: float, samples: int) -> tuple[np.ndarray, np.nda
     return offsets, weights / weights.sum()
 
 
+def _world_and_fetal_points(scene: Scene, world: np.ndarray, pose: tuple[np.ndarray, np.ndarray]):
+    """``world`` points and the same points in the fetal frame under the slice's rigid ``pose`` (rotation, shift)."""
+    rotation, translation = pose
+    return world, ((world - scene.head_centre_world) @ scene.fetal_rotation - translation) @ rotation
+
+
 def acquire(
     scene: Scene,
     volumes: HeadVolumes,
@@ -114,11 +120,12 @@ def acquire(
     motion: np.ndarray,
     breathing: np.ndarray,
     profile_samples: int,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Acquire every slice of ``plan``.
 
     Returns:
-        (signal, brain fraction), each ``[z, y, x]`` float32 on the stack's grid.
+        (signal, brain fraction), each ``[z, y, x]`` float32 on the stack's grid, and the tissue label map
+        ``[z, y, x]`` uint8 at the centre of each slice (the same motion; no partial volume across the slice).
     """
     nx, ny, nz = plan.size
     axes, spacing = plan.direction, np.asarray(plan.spacing_mm)
@@ -128,12 +135,16 @@ def acquire(
     edge_mm = float(spacing[0])
     signal = np.zeros((nz, ny, nx), np.float32)
     brain = np.zeros((nz, ny, nx), np.float32)
+    labels = np.zeros((nz, ny, nx), np.uint8)
     for position in range(nz):
-        rotation, translation = rigid(motion[position])
+        pose = rigid(motion[position])
+        slice_centre = plan.origin_mm + in_plane + position * spacing[2] * axes[:, 2] - breathing[position]
         for offset, weight in zip(offsets, weights, strict=True):
-            world = plan.origin_mm + in_plane + (position * spacing[2] + offset) * axes[:, 2] - breathing[position]
-            fetal = ((world - scene.head_centre_world) @ scene.fetal_rotation - translation) @ rotation
+            world, fetal = _world_and_fetal_points(scene, slice_centre + offset * axes[:, 2], pose)
             sample, brain_fraction = render_points(scene, volumes, table, world, fetal, edge_mm)
             signal[position] += weight * sample.reshape(ny, nx)
             brain[position] += weight * brain_fraction.reshape(ny, nx)
-    return signal, brain
+        labels[position] = label_points(scene, *_world_and_fetal_points(scene, slice_centre, pose), edge_mm).reshape(
+            ny, nx
+        )
+    return signal, brain, labels

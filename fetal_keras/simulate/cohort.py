@@ -28,7 +28,7 @@ from fetal_keras.simulate.head import build_head
 from fetal_keras.simulate.motion import draw_breathing, draw_motion, interleaved_order
 from fetal_keras.simulate.render import head_volumes
 from fetal_keras.simulate.scene import Scene, draw_scene
-from fetal_keras.simulate.tissues import draw_contrast, lookup_table
+from fetal_keras.simulate.tissues import Tissue, draw_contrast, lookup_table
 
 PRESETS = {
     # Reduced size for tests and the demo: a field of view around the fetal head, fewer and thicker slices.
@@ -99,11 +99,13 @@ class Subject:
 
 @dataclass(frozen=True)
 class SimulatedStack:
-    """One simulated stack: uint16 image and uint8 brain mask ``[z, y, x]`` on ``plan``'s grid."""
+    """One simulated stack: uint16 image, uint8 brain mask and uint8 tissue labels (``Tissue``) ``[z, y, x]`` on
+    ``plan``'s grid."""
 
     stack_id: str
     image: np.ndarray
     mask: np.ndarray
+    tissue_labels: np.ndarray
     plan: StackPlan
     record: dict
 
@@ -173,7 +175,9 @@ def simulate_stack(
 
     table = lookup_table(contrast)
     volumes = head_volumes(subject.scene, table)
-    signal, brain = acquire(subject.scene, volumes, table, plan, motion, breathing, preset["profile_samples"])
+    signal, brain, tissue_labels = acquire(
+        subject.scene, volumes, table, plan, motion, breathing, preset["profile_samples"]
+    )
     stack_id = f"{subject_id(subject.index)}_acq-{orientation}_run-{stack + 1}"
     record = {
         "id": stack_id,
@@ -187,7 +191,7 @@ def simulate_stack(
         "artefacts": artefacts,
     }
     image = apply_artefacts(signal, artefacts, rng)
-    return SimulatedStack(stack_id, image, (brain >= 0.5).astype(np.uint8), plan, record)
+    return SimulatedStack(stack_id, image, (brain >= 0.5).astype(np.uint8), tissue_labels, plan, record)
 
 
 def _simulate_and_write(settings: SimulationSettings, index: int, out_dir: Path) -> tuple[list[dict], dict]:
@@ -198,14 +202,17 @@ def _simulate_and_write(settings: SimulationSettings, index: int, out_dir: Path)
         stack = simulate_stack(settings, subject, stack_index)
         image_path = Path("images") / f"{stack.stack_id}.nii.gz"
         mask_path = Path("segmentations") / f"{stack.stack_id}.nii.gz"
+        labels_path = Path("labels") / f"{stack.stack_id}.nii.gz"
         write_like(stack.image, stack.geometry, out_dir / image_path)
         write_like(stack.mask, stack.geometry, out_dir / mask_path)
+        write_like(stack.tissue_labels, stack.geometry, out_dir / labels_path)
         brain_ml = float(stack.mask.sum() * np.prod(stack.plan.spacing_mm) / 1000.0)
         rows.append(
             {
                 "iFIND_id": stack.stack_id,
                 "image": image_path.as_posix(),
                 "segmentation": mask_path.as_posix(),
+                "labels": labels_path.as_posix(),
                 "subject": subject.record["subject"],
                 "ga_weeks": round(subject.record["ga_weeks"], 2),
                 "orientation": stack.plan.orientation,
@@ -223,7 +230,9 @@ def simulate_cohort(
     """Simulate a cohort and write it in the iFIND CSV format.
 
     Writes ``out_dir/images/<id>.nii.gz`` (uint16), ``out_dir/segmentations/<id>.nii.gz`` (uint8 brain mask),
-    ``out_dir/cohort.csv`` (relative paths, plus subject, GA, orientation, motion level) and
+    ``out_dir/labels/<id>.nii.gz`` (uint8 tissue label map, ``Tissue`` values: what on-the-fly rendering draws
+    new contrasts from), ``out_dir/cohort.csv`` (relative paths, plus labels, subject, GA, orientation, motion
+    level) and
     ``out_dir/simulation.json`` (settings and every parameter drawn per subject and stack).
 
     Args:
@@ -242,7 +251,7 @@ def simulate_cohort(
     csv_path = out_dir / "cohort.csv"
     if csv_path.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds a cohort ({csv_path}); pass --overwrite to replace it.")
-    for folder in ("images", "segmentations"):
+    for folder in ("images", "segmentations", "labels"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, settings.subjects))
     indices = range(settings.subjects)
@@ -266,6 +275,7 @@ def simulate_cohort(
         "preset_parameters": PRESETS[settings.preset],
         "seeding": "numpy SeedSequence(settings.seed, spawn_key=(subject, 0)) for a subject's anatomy, "
         "(subject, stack + 1) for each stack",
+        "tissue_labels": {tissue.name: int(tissue) for tissue in Tissue},
         "brain_mask": "fetal brain parenchyma (cortex, white matter, deep grey, germinal matrix) and ventricles; "
         "excludes extra-axial CSF, skull and scalp; brain fraction over the slice profile >= 0.5",
         "subjects": [subject_record for _, subject_record in results],

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from fetal_keras.simulate.scene import Scene
-from fetal_keras.simulate.shapes import bounding_sphere, paint
+from fetal_keras.simulate.shapes import Ellipsoid, bounding_sphere, paint
 from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue
 
 _BOWEL_TEXTURE_MM = 14.0  # size of bowel loops
@@ -76,6 +76,47 @@ def _paint_body(scene: Scene, fetal_points: np.ndarray, table: np.ndarray, edge_
     return signal, coverage
 
 
+def _warped(scene: Scene, world_points: np.ndarray) -> np.ndarray:
+    """World points moved by the smooth warp that makes the maternal ellipsoids irregular."""
+    warp = np.stack([_texture(scene, channel, world_points, _WARP_SCALE_MM) for channel in (2, 3, 4)], axis=1)
+    return world_points + scene.warp_mm * warp
+
+
+def _top_tissue(shapes: list[Ellipsoid], points: np.ndarray, edge_mm: float) -> np.ndarray:
+    """Tissue of the topmost shape covering at least half of each point (``paint``'s order); AIR where none does."""
+    labels = np.full(len(points), Tissue.AIR, np.uint8)
+    points = points.astype(np.float32)
+    for shape in shapes:
+        labels[shape.membership(points, edge_mm) >= 0.5] = shape.tissue
+    return labels
+
+
+def label_points(scene: Scene, world_points: np.ndarray, fetal_points: np.ndarray, edge_mm: float = 1.0) -> np.ndarray:
+    """The tissue label (``Tissue``) at points: what :func:`render_points` paints there, without partial volume.
+
+    Each point takes the tissue that covers most of it, composited in the same order as the signal (maternal
+    shapes, placenta inside the cavity, the fetus in front); bowel stays ``MATERNAL_BOWEL`` whatever its content.
+
+    Returns:
+        ``[n]`` uint8 labels.
+    """
+    world_points = _warped(scene, world_points)
+    labels = _top_tissue(scene.maternal, world_points, edge_mm)
+    in_cavity = scene.cavity.membership(world_points, edge_mm) >= 0.5
+    labels[in_cavity & (_placenta_fraction(scene, world_points, edge_mm) >= 0.5)] = Tissue.PLACENTA
+    head = scene.head
+    index = np.round((fetal_points - head.origin_mm) / head.spacing_mm).astype(int)
+    inside = np.all((index >= 0) & (index < np.array(head.labels.shape[::-1])), axis=1)
+    fetus = np.full(len(fetal_points), Tissue.AIR, np.uint8)
+    fetus[inside] = head.labels[index[inside, 2], index[inside, 1], index[inside, 0]]
+    centre, radius = bounding_sphere(scene.body)
+    near = (fetus == Tissue.AIR) & (np.linalg.norm(fetal_points - centre, axis=1) < radius + edge_mm)
+    fetus[near] = _top_tissue(scene.body, fetal_points[near], edge_mm)
+    visible = in_cavity & (fetus != Tissue.AIR)
+    labels[visible] = fetus[visible]
+    return labels
+
+
 def render_points(
     scene: Scene,
     volumes: HeadVolumes,
@@ -97,8 +138,7 @@ def render_points(
     Returns:
         (signal, brain fraction), each ``[n]`` float32.
     """
-    warp = np.stack([_texture(scene, channel, world_points, _WARP_SCALE_MM) for channel in (2, 3, 4)], axis=1)
-    world_points = world_points + scene.warp_mm * warp
+    world_points = _warped(scene, world_points)
     loops = _texture(scene, 0, world_points, _BOWEL_TEXTURE_MM)
     gas_or_fluid = 1.0 / (1.0 + np.exp(-4.0 * (_texture(scene, 1, world_points, _BOWEL_TEXTURE_MM) - 1.0)))
     signal = list(table)

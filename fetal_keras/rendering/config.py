@@ -1,0 +1,51 @@
+"""Random ranges of the label-to-image generator, in one frozen object (never in the body of a function)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Ranges of everything :func:`fetal_keras.rendering.label_to_image.render_slabs` draws per slab.
+
+    Intensities are on a unit scale before normalisation; sizes are in pixels of the slab (at about 1.1 mm per
+    pixel, 27-118 px blobs are 30-130 mm).
+
+    Attributes:
+        t2_probability: share of slabs rendered with the realistic T2 contrast (jittered) instead of random means.
+        t2_jitter: log-normal sd of the per-tissue jitter of the T2 contrast.
+        mean_range: per-label mean intensity range (uniform), for the random contrasts.
+        spread_max: within-label voxel noise sd is drawn uniformly in [0, spread_max] per label.
+        subclasses: sub-classes per label (texture): each has its own intensity offset.
+        subclass_sd_max: sd of the sub-class offsets is drawn uniformly in [0, subclass_sd_max] per slab.
+        texture_cells: the texture field is smooth noise on this many cells per slab side.
+        blobs: (fewest, most) non-anatomical shapes laid over the maternal background, each with its own label.
+        blob_size_px: (smallest, largest) blob diameter.
+        blob_roughness: how irregular blob outlines are (0: ellipses).
+        blur_sigma_px: (least, most) in-plane Gaussian blur (resolution loss, partial volume).
+    """
+
+    t2_probability: float = 0.2
+    t2_jitter: float = 0.1
+    mean_range: tuple[float, float] = (0.0, 1.0)
+    spread_max: float = 0.05
+    subclasses: int = 3
+    subclass_sd_max: float = 0.08
+    texture_cells: int = 16
+    blobs: tuple[int, int] = (8, 16)
+    blob_size_px: tuple[float, float] = (27.0, 118.0)
+    blob_roughness: float = 0.3
+    blur_sigma_px: tuple[float, float] = (0.0, 1.2)
+
+    def __post_init__(self):
+        if not 0.0 <= self.t2_probability <= 1.0:
+            raise ValueError(f"t2_probability must be in [0, 1], got {self.t2_probability}.")
+        if not 0 <= self.blobs[0] <= self.blobs[1]:
+            raise ValueError(f"blobs must be (fewest, most) with 0 <= fewest <= most, got {self.blobs}.")
+        if not 0.0 < self.blob_size_px[0] <= self.blob_size_px[1]:
+            raise ValueError(f"blob_size_px must be (smallest, largest) > 0, got {self.blob_size_px}.")
+        if self.subclasses < 1 or self.texture_cells < 2:
+            raise ValueError("subclasses must be >= 1 and texture_cells >= 2.")
+        if not 0.0 <= self.blur_sigma_px[0] <= self.blur_sigma_px[1]:
+            raise ValueError(f"blur_sigma_px must be (least, most) >= 0, got {self.blur_sigma_px}.")

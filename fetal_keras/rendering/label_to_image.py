@@ -1,0 +1,106 @@
+"""The label-to-image generator: a slab of tissue labels becomes an image with a contrast never seen before.
+
+One short chain of named steps, each drawing its parameters from :class:`RenderConfig` with a stateless seed,
+so batch k is reproducible and a notebook can show every step (``render_steps``):
+
+1. ``add_background_blobs``: 8-16 random non-anatomical shapes replace the maternal tissues under them, each
+   with a label of its own, so that no background intensity or texture can stand for brain.
+2. ``draw_contrast``: a mean per label, uniform over the intensity range (amniotic fluid as often darker as
+   brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs.
+3. ``paint_labels``: every label split into sub-classes by a smooth texture field, each with its own offset,
+   plus within-label voxel noise.
+4. ``gaussian_blur``: in-plane resolution loss.
+5. ``normalise``: zero mean, unit variance per slab (the acquisition's bias field, gamma, noise and slice
+   drop-out follow in ``fetal_keras.augment.intensity``, as for pre-rendered images).
+
+Labels are the simulator's ``Tissue`` values (``[batch, 3, y, x]`` int32); blobs take labels ``len(Tissue)``
+and up. The brain mask, the training target, is not changed by any step.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from fetal_keras.rendering.config import RenderConfig
+from fetal_keras.rendering.fields import blob_partition, gaussian_blur, smooth_noise
+from fetal_keras.simulate.tissues import T2_SIGNAL, Tissue
+
+TISSUE_COUNT = len(Tissue)
+# Blobs cover the mother and what lies outside her; the fetus and the amniotic fluid around it stay as they are.
+_UNDER_BLOBS = [tissue for tissue in Tissue if tissue < Tissue.AMNIOTIC_FLUID or tissue == Tissue.MATERNAL_FLUID]
+
+
+def label_count(config: RenderConfig) -> int:
+    """Number of labels a rendered slab can hold: the tissues and one per blob."""
+    return TISSUE_COUNT + config.blobs[1]
+
+
+def add_background_blobs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
+    """Tissue labels ``[b, 3, y, x]`` with blobs over the maternal background (the same blobs on all 3 slices)."""
+    size = tissue.shape[-1]
+    blob = blob_partition(seed, tf.shape(tissue)[0], size, config.blobs, config.blob_size_px, config.blob_roughness)
+    maternal = tf.reduce_any(tf.equal(tissue[..., None], tf.constant(_UNDER_BLOBS, tf.int32)), axis=-1)
+    return tf.where(maternal & (blob[:, None] >= 0), TISSUE_COUNT + blob[:, None], tissue)
+
+
+def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf.Tensor:
+    """Mean intensity of every label for each slab, ``[b, labels]``."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    labels = label_count(config)
+    random_means = tf.random.stateless_uniform(tf.stack([batch, labels]), seeds[0], *config.mean_range)
+    t2 = tf.constant([T2_SIGNAL[tissue] for tissue in Tissue], tf.float32)
+    jitter = tf.exp(tf.random.stateless_normal(tf.stack([batch, TISSUE_COUNT]), seeds[1]) * config.t2_jitter)
+    t2_means = tf.concat([t2[None] * jitter, random_means[:, TISSUE_COUNT:]], axis=1)  # blobs stay random
+    use_t2 = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[2]) < config.t2_probability
+    return tf.where(use_t2, t2_means, random_means)
+
+
+def paint_labels(labels: tf.Tensor, means: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
+    """Image ``[b, 3, y, x]``: each label's mean, its sub-class offset where a smooth texture field puts each
+    pixel, and within-label Gaussian noise."""
+    shape = tf.shape(labels)
+    batch, size = shape[0], labels.shape[-1]
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    count, subclasses = label_count(config), config.subclasses
+    texture = smooth_noise(seeds[0], batch, 1, config.texture_cells, size)
+    # Equally likely sub-classes: quantiles of the (about standard normal) texture field.
+    quantiles = [tf.math.ndtri(k / subclasses) for k in range(1, subclasses)]
+    subclass = tf.zeros_like(texture, tf.int32)
+    for quantile in quantiles:
+        subclass += tf.cast(texture > quantile, tf.int32)
+    subclass_sd = tf.random.stateless_uniform(tf.stack([batch, 1, 1]), seeds[1], 0.0, config.subclass_sd_max)
+    offsets = tf.random.stateless_normal(tf.stack([batch, count, subclasses]), seeds[2]) * subclass_sd
+    spread = tf.random.stateless_uniform(tf.stack([batch, count]), seeds[3], 0.0, config.spread_max)
+    flat_labels = tf.reshape(labels, tf.stack([batch, -1]))
+    flat_subclass = tf.reshape(tf.broadcast_to(subclass, shape), tf.stack([batch, -1]))
+    value = tf.gather(means, flat_labels, batch_dims=1)
+    value += tf.gather(
+        tf.reshape(offsets, tf.stack([batch, -1])), flat_labels * subclasses + flat_subclass, batch_dims=1
+    )
+    noise = tf.random.stateless_normal(tf.shape(flat_labels), seeds[4]) * tf.gather(spread, flat_labels, batch_dims=1)
+    return tf.reshape(value + noise, shape)
+
+
+def normalise(image: tf.Tensor) -> tf.Tensor:
+    """Zero mean and unit variance per slab ``[b, ...]``."""
+    axes = list(range(1, len(image.shape)))
+    mean, variance = tf.nn.moments(image, axes=axes, keepdims=True)
+    return (image - mean) / tf.sqrt(variance + 1e-8)
+
+
+def render_steps(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> dict[str, tf.Tensor]:
+    """Every intermediate of :func:`render_slabs`, by step name (for figures and tests)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    tissue = tf.cast(tissue, tf.int32)
+    labels = add_background_blobs(tissue, seeds[0], config)
+    means = draw_contrast(seeds[1], tf.shape(tissue)[0], config)
+    painted = paint_labels(labels, means, seeds[2], config)
+    sigma = tf.random.stateless_uniform(tf.shape(tissue)[:1], seeds[3], *config.blur_sigma_px)
+    blurred = gaussian_blur(painted, sigma)
+    return {"labels": labels, "painted": painted, "blurred": blurred, "image": normalise(blurred)}
+
+
+def render_slabs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
+    """Render slabs of tissue labels ``[b, 3, y, x]`` (int) as images ``[b, 3, y, x]`` float32 with a fresh random
+    contrast per slab; the same ``seed`` (stateless, ``[2]``) always gives the same images."""
+    return render_steps(tissue, seed, config)["image"]
