@@ -5,3 +5,5 @@ LOSSES = ("cross_entropy", "dice", "cross_entropy+dice")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 AUGMENTATIONS = ("default", "original", "none")
+# Training images: the cohort's images, or rendered on the fly from its tissue label maps (``labels`` column).
+IMAGE_SOURCES = ("images", "labels")

@@ -17,6 +17,7 @@ from fetal_keras.problems import Problem, Severity, raise_for_errors
 ID_COLUMN = "iFIND_id"
 IMAGE_COLUMN = "image"
 SEGMENTATION_COLUMN = "segmentation"
+LABELS_COLUMN = "labels"  # optional: tissue label maps (``fetal-keras simulate``), for training on rendered images
 
 
 def _resolve(value: str, folder: Path) -> str:
@@ -69,8 +70,9 @@ def load_table(csv_path: str | Path, require_segmentation: bool = False) -> pd.D
     if table.empty:
         raise ValueError(f"Cohort CSV {csv_path} has a header but no rows.")
     folder = Path(os.path.abspath(csv_path)).parent
-    for column in (IMAGE_COLUMN, SEGMENTATION_COLUMN):
-        table[column] = table[column].map(lambda value: _resolve(value, folder))
+    for column in (IMAGE_COLUMN, SEGMENTATION_COLUMN, LABELS_COLUMN):
+        if column in table.columns:
+            table[column] = table[column].map(lambda value: _resolve(value, folder))
     return table
 
 

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fetal_keras import __version__
-from fetal_keras.choices import AUGMENTATIONS, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.choices import AUGMENTATIONS, IMAGE_SOURCES, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
 from fetal_keras.files import atomic_output
 
 _RECORDED_PACKAGES = ("tensorflow", "keras", "SimpleITK", "numpy", "scikit-learn", "nilearn")
@@ -26,6 +26,8 @@ class TrainConfig:
     momentum=0.9, batch_size=10, loss="cross_entropy", augmentation="original", preset="fetal_fcn"``.
     ``batch_size`` is the global batch, split over the replicas of a distribution strategy. ``max_minutes``
     stops training early, after the last epoch that fits in that many minutes of this invocation.
+    ``image_source="labels"`` trains on images rendered on the fly from the training cohort's tissue label maps
+    (its ``labels`` column), each slab with a fresh random contrast; validation always uses the images.
     """
 
     train_csv: str
@@ -53,6 +55,7 @@ class TrainConfig:
     brain_labels: tuple[int, ...] | None = None
     target_spacing_mm: float | None = None
     clip_percentiles: tuple[float, float] | None = None
+    image_source: str = "images"
 
     def __post_init__(self):
         for name, allowed in (
@@ -61,6 +64,7 @@ class TrainConfig:
             ("loss", LOSSES),
             ("strategy", STRATEGIES),
             ("augmentation", AUGMENTATIONS),
+            ("image_source", IMAGE_SOURCES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -80,6 +84,13 @@ class TrainConfig:
         return {"default": AugmentConfig(), "original": AugmentConfig.original(), "none": AugmentConfig.none()}[
             self.augmentation
         ]
+
+    @property
+    def render(self):
+        """The ``RenderConfig`` of training images rendered from label maps, or None to train on the images."""
+        from fetal_keras.rendering.config import RenderConfig
+
+        return RenderConfig() if self.image_source == "labels" else None
 
     @property
     def preprocess(self):

@@ -26,6 +26,8 @@ import tensorflow as tf
 from fetal_keras.augment import AugmentConfig, intensity, sampling_points
 from fetal_keras.cohort import read_cohort
 from fetal_keras.preprocess import PreparedStack
+from fetal_keras.rendering.config import RenderConfig
+from fetal_keras.rendering.label_to_image import render_slabs
 from fetal_keras.splits import ensure_disjoint
 from fetal_keras.stack_bank import StackBank, build_stack_bank
 
@@ -117,11 +119,15 @@ def _read(bank: StackBank, stacks, z, y, x, bilinear: bool = True):
     return top + wy * (bottom - top), labels
 
 
-def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConfig, seed: int):
+def make_sampler(
+    bank: StackBank, sampling: SamplingConfig, augment: AugmentConfig, seed: int, render: RenderConfig | None = None
+):
     """A function ``batch indices [b] -> (slabs [b, 3, s, s, 1] float32, labels [b, 3, s, s] int32)``.
 
     Indices are grouped in rounds of ``slabs_per_stack * stacks``: within a round every stack gives exactly
     ``slabs_per_stack`` slabs (``brain_slabs_per_stack`` centred on brain), in an order shuffled per round.
+    With ``render``, the bank's images are tissue label maps: each slab's labels are read (nearest) and rendered
+    with a fresh random contrast (``fetal_keras.rendering``) before the intensity augmentation.
     """
     size = sampling.slab_size
     per_round = sampling.slabs_per_stack * bank.count
@@ -150,13 +156,15 @@ def make_sampler(bank: StackBank, sampling: SamplingConfig, augment: AugmentConf
         stacks = slots // sampling.slabs_per_stack
         on_brain = slots % sampling.slabs_per_stack < sampling.brain_slabs_per_stack
         seeds = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(base_seed, indices[0] + 1), 3
+            tf.random.experimental.stateless_fold_in(base_seed, indices[0] + 1), 4
         )
         centres = _clamp(
             _centres(bank, stacks, on_brain, seeds[0], sampling.background_tries), tf.gather(bank.shapes, stacks), size
         )
         z, y, x = sampling_points(centres, seeds[1], augment, size)
-        image, labels = _read(bank, stacks, z, y, x, bilinear=augment.moves_points)
+        image, labels = _read(bank, stacks, z, y, x, bilinear=augment.moves_points and render is None)
+        if render is not None:
+            image = render_slabs(tf.cast(tf.round(image), tf.int32), seeds[3], render)
         if augmented:
             image = intensity(image, seeds[2], augment)
         return image[..., tf.newaxis], labels
@@ -176,10 +184,12 @@ def training_dataset(
     augment: AugmentConfig | None = None,
     seed: int = 42,
     first_batch: int = 0,
+    render: RenderConfig | None = None,
 ) -> tf.data.Dataset:
     """Endless dataset of augmented, class-balanced batches (original: batch 10).
 
-    ``stacks`` is a list of prepared stacks or, for large cohorts, a bank from ``stack_bank.load_stack_bank``.
+    ``stacks`` is a list of prepared stacks or, for large cohorts, a bank from ``stack_bank.load_stack_bank``;
+    with ``render`` their images are tissue label maps rendered on the fly (see :func:`make_sampler`).
 
     Every ``slabs_per_stack * len(stacks)`` slabs form one round in which each stack gives exactly
     ``slabs_per_stack`` slabs, ``brain_slabs_per_stack`` of them centred on brain (if it has any), in an order
@@ -189,7 +199,7 @@ def training_dataset(
     """
     sampling = sampling or SamplingConfig()
     bank = stacks if isinstance(stacks, StackBank) else build_stack_bank(stacks)
-    sample = make_sampler(bank, sampling, augment or AugmentConfig(), seed)
+    sample = make_sampler(bank, sampling, augment or AugmentConfig(), seed, render)
     return _sampled(tf.data.Dataset.counter(start=first_batch * batch_size).batch(batch_size), sample)
 
 

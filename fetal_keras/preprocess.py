@@ -10,6 +10,7 @@ slab are padded with their background, never rejected.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from fetal_keras.check import CheckOptions, image_problems
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, LABELS_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.io import StackGeometry, read_stack
 from fetal_keras.labels import brain_mask_from_labels, label_value_problem
 from fetal_keras.problems import Severity
@@ -35,12 +36,15 @@ class PreprocessConfig:
         target_spacing_mm: resample in-plane to this spacing (mm); None: keep the native grid (original).
         min_shape: pad ``[z, y, x]`` up to at least this shape (a slab: 3 x 128 x 128).
         brain_labels: label values that count as brain; None: any non-zero label.
+        image_is_label_map: the image is a tissue label map to render training images from (resampled with
+            nearest neighbours, not whitened, padded with 0); False for every image a model sees at deploy.
     """
 
     clip_percentiles: tuple[float, float] | None = None
     target_spacing_mm: float | None = None
     min_shape: tuple[int, int, int] = (3, 128, 128)
     brain_labels: tuple[int, ...] | None = None
+    image_is_label_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,39 @@ def prepare_stack(
         brain = brain_mask_from_labels(segmentation.array, config.brain_labels)
     image, geometry = stack.array, stack.geometry
     if config.target_spacing_mm is not None:
-        image, geometry = _resampled(image.astype(np.float32), stack.geometry, config.target_spacing_mm, False)
+        image = image if config.image_is_label_map else image.astype(np.float32)
+        image, geometry = _resampled(image, stack.geometry, config.target_spacing_mm, config.image_is_label_map)
         if brain is not None:
             brain, _ = _resampled(brain, stack.geometry, config.target_spacing_mm, True)
-    image = whiten(image, config.clip_percentiles)
-    image, valid = pad_to(image, config.min_shape, float(image.min()))
+    if not config.image_is_label_map:
+        image = whiten(image, config.clip_percentiles)
+    image, valid = pad_to(image, config.min_shape, 0.0 if config.image_is_label_map else float(image.min()))
     if brain is not None:
         brain, _ = pad_to(brain, config.min_shape, 0)
     return PreparedStack(stack_id, image.astype(np.float16), brain, valid, geometry, stack.geometry)
+
+
+def label_maps_as_images(table: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
+    """The cohort ``table`` with its tissue label maps (``labels`` column) in place of its images, to render
+    training images from.
+
+    Raises:
+        ValueError: if the cohort has no ``labels`` column or a row lacks its label map.
+    """
+    if LABELS_COLUMN not in table.columns:
+        raise ValueError(
+            f"{csv_path} has no '{LABELS_COLUMN}' column of tissue label maps, needed to render training images "
+            "from them (fetal-keras simulate writes it); train on the images instead (image_source 'images')."
+        )
+    missing = [f"line {line} ({row[ID_COLUMN]})" for line, row in table.iterrows() if not row[LABELS_COLUMN]]
+    if missing:
+        raise ValueError(f"{csv_path}: no tissue label map on " + ", ".join(missing) + ".")
+    return table.assign(**{IMAGE_COLUMN: table[LABELS_COLUMN]})
+
+
+def label_map_preprocess(config: PreprocessConfig) -> PreprocessConfig:
+    """``config`` for tissue label maps: the same grid, label-preserving resampling and no whitening."""
+    return dataclasses.replace(config, image_is_label_map=True, clip_percentiles=None)
 
 
 def prepared_shape(geometry: StackGeometry, config: PreprocessConfig) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from fetal_keras.distributed_fit import fit_with_strategy_run
 from fetal_keras.losses import get_loss
 from fetal_keras.metrics import BrainDice
 from fetal_keras.model import build_model
-from fetal_keras.preprocess import load_stacks
+from fetal_keras.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
 from fetal_keras.stack_bank import load_stack_bank
 
 
@@ -147,7 +147,11 @@ def train(
 
     train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
     preprocess = config.preprocess
-    bank = load_stack_bank(train_table, preprocess)  # plain CPU variables: outside the strategy scope
+    # Plain CPU variables: outside the strategy scope.
+    if config.render is None:
+        bank = load_stack_bank(train_table, preprocess)
+    else:
+        bank = load_stack_bank(label_maps_as_images(train_table, config.train_csv), label_map_preprocess(preprocess))
     val_stacks = load_stacks(val_table, preprocess)
     if not int(tf.reduce_sum(bank.brain_counts)):
         raise ValueError(
@@ -165,7 +169,7 @@ def train(
     # A resumed run continues the batch sequence where the restored epoch left it, as if never interrupted.
     first_batch = finished_epochs(run.backup) * config.steps_per_epoch
     train_data = _sharded_by_data(
-        training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch)
+        training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch, config.render)
     )
     val_data = _sharded_by_data(patch_dataset(val_stacks, config.batch_size, val_sampling, config.seed))
 

@@ -15,7 +15,25 @@ from fetal_keras.data import (
     training_dataset,
     whole_stack_dataset,
 )
-from fetal_keras.preprocess import PreprocessConfig, load_stacks, prepare_stack
+from fetal_keras.preprocess import PreprocessConfig, label_map_preprocess, load_stacks, prepare_stack
+from fetal_keras.rendering.config import RenderConfig
+from fetal_keras.simulate.tissues import Tissue
+
+GEOMETRIC_ONLY = AugmentConfig(
+    flip_probability=0.5,
+    offset_sigma=0.0,
+    gamma_log_sigma=0.0,
+    contrast_range=(1.0, 1.0),
+    bias_amplitude=0.0,
+    noise_sigma_max=0.0,
+    slice_dropout_probability=0.0,
+    slice_shift_px=6.0,
+    slice_rotation_deg=10.0,
+)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
 def _blob_stack(tmp_path, name="blob", shape=(8, 150, 140), seed=0):
@@ -69,23 +87,28 @@ def test_slab_centres_are_class_balanced(central_brain_stacks, brain_fraction):
 
 def test_geometric_augmentation_keeps_image_and_labels_aligned(tmp_path):
     stack, threshold = _blob_stack(tmp_path)
-    geometric_only = AugmentConfig(
-        flip_probability=0.5,
-        offset_sigma=0.0,
-        gamma_log_sigma=0.0,
-        contrast_range=(1.0, 1.0),
-        bias_amplitude=0.0,
-        noise_sigma_max=0.0,
-        slice_dropout_probability=0.0,
-        slice_shift_px=6.0,
-        slice_rotation_deg=10.0,
-    )
-    dataset = training_dataset([stack], 8, SamplingConfig(brain_fraction=0.5), geometric_only, seed=3)
+    dataset = training_dataset([stack], 8, SamplingConfig(brain_fraction=0.5), GEOMETRIC_ONLY, seed=3)
     for slabs, labels in dataset.take(3):
         shown = slabs.numpy()[..., 0] > threshold
         truth = labels.numpy() == 1
-        dice = 2 * (shown & truth).sum() / (shown.sum() + truth.sum())
-        assert dice > 0.95
+        assert _dice(shown, truth) > 0.95
+
+
+def test_slabs_rendered_from_tissue_labels_stay_aligned_with_the_brain_mask(tmp_path):
+    _, y, x = np.indices((6, 150, 140))
+    brain = ((y - 75) / 30.0) ** 2 + ((x - 70) / 40.0) ** 2 < 1
+    tissue = np.where(brain, Tissue.WHITE_MATTER, Tissue.MATERNAL_MUSCLE).astype(np.uint8)
+    write_volume(tmp_path / "labels.nii.gz", tissue)
+    write_volume(tmp_path / "seg.nii.gz", brain.astype(np.uint8))
+    config = label_map_preprocess(PreprocessConfig())
+    stack = prepare_stack("t", tmp_path / "labels.nii.gz", tmp_path / "seg.nii.gz", config)
+    np.testing.assert_array_equal(stack.unpadded_image, tissue)  # label values, not whitened
+    flat_t2 = RenderConfig(1.0, spread_max=0.0, subclass_sd_max=0.0, blobs=(0, 0), blur_sigma_px=(0.0, 0.0))
+    dataset = training_dataset([stack], 8, SamplingConfig(), GEOMETRIC_ONLY, seed=3, render=flat_t2)
+    for slabs, labels in dataset.take(2):
+        image = slabs.numpy()[..., 0]
+        middle = (image.min(axis=(1, 2, 3), keepdims=True) + image.max(axis=(1, 2, 3), keepdims=True)) / 2
+        assert _dice(image > middle, labels.numpy() == 1) > 0.99  # white matter is brighter than muscle on T2
 
 
 def test_slice_wise_motion_moves_each_slice_differently():

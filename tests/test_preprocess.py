@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from conftest import OBLIQUE, synthetic_pair, write_volume
 
-from fetal_keras.preprocess import PreprocessConfig, load_stacks, pad_to, prepare_stack, whiten
+from fetal_keras.cohort import read_cohort
+from fetal_keras.preprocess import PreprocessConfig, label_maps_as_images, load_stacks, pad_to, prepare_stack, whiten
 
 
 def test_whitening_is_whole_volume_zero_mean_unit_std():
@@ -65,3 +66,15 @@ def test_bad_rows_raise_naming_line_and_file(tmp_path, write_cohort):
     write_volume(csv.parent / "images" / "sub-00.nii.gz", np.zeros((5, 12, 10), np.int16))
     with pytest.raises(ValueError, match="line 2.*same intensity"):
         load_stacks(csv, PreprocessConfig(), progress=False)
+
+
+def test_training_on_label_maps_needs_a_labels_column_with_every_row(write_cohort):
+    csv = write_cohort(2)
+    table = read_cohort(csv, require_segmentation=True)
+    with pytest.raises(ValueError, match="no 'labels' column"):
+        label_maps_as_images(table, csv)
+    with_labels = table.assign(labels=[table["segmentation"].iloc[0], ""])
+    with pytest.raises(ValueError, match=r"no tissue label map on line 3 \(sub-01\)"):
+        label_maps_as_images(with_labels, csv)
+    complete = table.assign(labels=table["segmentation"])
+    assert list(label_maps_as_images(complete, csv)["image"]) == list(table["segmentation"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from fetal_keras.choices import AUGMENTATIONS, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.choices import AUGMENTATIONS, IMAGE_SOURCES, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
 from fetal_keras.config import TrainConfig
 from fetal_keras.labels import parse_label_values
 
@@ -45,6 +45,13 @@ def add_parser(subparsers) -> None:
     option("--loss", "loss", "loss", choices=LOSSES)
     option("--seed", "seed", "random seed of sampling, augmentation and initialisation", type=int)
     option("--augmentation", "augmentation", "augmentation recipe", choices=AUGMENTATIONS)
+    option(
+        "--image-source",
+        "image_source",
+        "training images: the cohort's images, or rendered with random contrasts from its tissue label maps "
+        "(the 'labels' column that fetal-keras simulate writes)",
+        choices=IMAGE_SOURCES,
+    )
     option("--slabs-per-stack", "slabs_per_stack", "slabs drawn per stack per round", type=int)
     option("--brain-fraction", "brain_fraction", "fraction of slabs centred on brain", type=float)
     option("--validation-every", "validation_every", "epochs between whole-volume validations", type=int)
