@@ -4,12 +4,14 @@
     ops), and (a') the same pipeline with the original's augmentation only (flips and offset), like for like with (b);
 (b) a naive baseline mimicking the original reader: a Python generator through ``from_generator`` that re-reads and
     decompresses each NIfTI file, whitens and flips the whole volume, and cuts 20 class-balanced slabs from it;
-(c) what one training step of the default model consumes on this machine (batch 10).
-Targets on a 2-core CPU: a/b >= 10 and a/c >= 5. The last line is one JSON object with the raw figures.
+(c) what one training step of the default model consumes on this machine (batch 10);
+(d) the pipeline rendering every slab from tissue label maps with a fresh random contrast (``--image-source
+    labels``), with the default augmentation on top.
+Targets on a 2-core CPU: a/b >= 10, a/c >= 5 and d/c >= 5. The last line is one JSON object with the raw figures.
 
 Run: .venv/bin/python benchmarks/bench_pipeline.py [--cohort CSV] [--stacks 6] [--batches 40]
-Without --cohort, stacks of the original's typical size (here 60 x 336 x 336, int16) are written to a temporary
-folder.
+Without --cohort, stacks of the original's typical size (here 60 x 336 x 336, int16) and their tissue label maps
+are written to a temporary folder; a --cohort without a ``labels`` column skips (d).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import tensorflow as tf
 from scipy import ndimage
 
 from fetal_keras.augment import AugmentConfig
-from fetal_keras.cohort import read_cohort
+from fetal_keras.cohort import LABELS_COLUMN, read_cohort
 from fetal_keras.data import training_dataset
 from fetal_keras.model import build_model
-from fetal_keras.preprocess import PreprocessConfig, whiten
+from fetal_keras.preprocess import PreprocessConfig, label_map_preprocess, label_maps_as_images, whiten
+from fetal_keras.rendering.config import RenderConfig
+from fetal_keras.simulate.tissues import Tissue
 from fetal_keras.stack_bank import load_stack_bank
 
 BATCH = 10
@@ -39,15 +43,17 @@ BATCH = 10
 def write_stacks(folder: Path, count: int, shape=(60, 336, 336)) -> Path:
     """Write ``count`` int16 stacks with a smooth bright blob as brain, and their cohort CSV."""
     rng = np.random.default_rng(0)
-    lines = ["iFIND_id,image,segmentation"]
+    lines = ["iFIND_id,image,segmentation,labels"]
+    maternal = np.array([Tissue.MATERNAL_FAT, Tissue.MATERNAL_MUSCLE, Tissue.MATERNAL_ORGAN, Tissue.AMNIOTIC_FLUID])
     for index in range(count):
         texture = ndimage.zoom(rng.normal(size=(8, 24, 24)), np.array(shape) / (8, 24, 24), order=1)
         z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
         brain = ((z - 30) / 20) ** 2 + ((y - 168) / 45) ** 2 + ((x - 160) / 55) ** 2 < 1
         image = (500 + 150 * texture + 300 * brain + rng.normal(0, 30, shape)).astype(np.int16)
-        for name, array in (("image", image), ("seg", brain.astype(np.uint8))):
+        tissue = np.where(brain, Tissue.WHITE_MATTER, maternal[np.digitize(texture, [-0.5, 0.0, 0.5])])
+        for name, array in (("image", image), ("seg", brain.astype(np.uint8)), ("tissue", tissue.astype(np.uint8))):
             sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / f"{index}_{name}.nii.gz"))
-        lines.append(f"s{index},{index}_image.nii.gz,{index}_seg.nii.gz")
+        lines.append(f"s{index},{index}_image.nii.gz,{index}_seg.nii.gz,{index}_tissue.nii.gz")
     (folder / "cohort.csv").write_text("\n".join(lines) + "\n")
     return folder / "cohort.csv"
 
@@ -103,9 +109,18 @@ def main() -> None:
         original = slabs_per_second(training_dataset(bank, BATCH, augment=AugmentConfig.original()), args.batches)
         memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         bank_mb = (bank.images.numpy().nbytes + bank.labels.numpy().nbytes) / 2**20
+        shapes = sorted({tuple(shape) for shape in bank.shapes.numpy().tolist()})
         signature = (tf.TensorSpec((3, 128, 128, 1), tf.float32), tf.TensorSpec((3, 128, 128), tf.int32))
         naive_dataset = tf.data.Dataset.from_generator(lambda: naive_generator(table), output_signature=signature)
         naive = slabs_per_second(naive_dataset.shuffle(64, seed=0).batch(BATCH).prefetch(2), max(args.batches // 2, 5))
+        rendered = None
+        if LABELS_COLUMN in table.columns:
+            del bank  # one bank in memory at a time
+            label_bank = load_stack_bank(
+                label_maps_as_images(table, csv), label_map_preprocess(PreprocessConfig()), progress=False
+            )
+            rendering = training_dataset(label_bank, BATCH, seed=0, render=RenderConfig())
+            rendered = slabs_per_second(rendering, args.batches)
 
     model = build_model("unet")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -117,13 +132,16 @@ def main() -> None:
         model.train_on_batch(slabs, labels)
     train_step = steps * BATCH / (time.perf_counter() - start)
 
-    shapes = sorted({tuple(shape) for shape in bank.shapes.numpy().tolist()})
-    print(f"stacks: {bank.count} of shape(s) {shapes}, decoded and prepared once in {load_seconds:.1f} s")
+    print(f"stacks: {len(table)} of shape(s) {shapes}, decoded and prepared once in {load_seconds:.1f} s")
     print(f"memory: bank {bank_mb:.0f} MB; peak RSS {memory_mb:.0f} MB ({memory_before:.0f} MB before loading)")
     print(f"(a) pipeline      : {pipeline:8.1f} slabs/s")
     print(f"(a') original aug.: {original:8.1f} slabs/s")
     print(f"(b) naive reader  : {naive:8.1f} slabs/s  -> a/b = {pipeline / naive:.1f}, a'/b = {original / naive:.1f}")
     print(f"(c) unet train step: {train_step:7.1f} slabs/s  -> a/c = {pipeline / train_step:.1f} (target >= 5)")
+    if rendered is None:
+        print("(d) rendering from label maps: skipped (the cohort has no 'labels' column)")
+    else:
+        print(f"(d) rendered slabs : {rendered:8.1f} slabs/s  -> d/c = {rendered / train_step:.1f} (target >= 5)")
     figures = {
         "pipeline_slabs_per_s": round(pipeline, 1),
         "naive_slabs_per_s": round(naive, 1),
@@ -132,7 +150,9 @@ def main() -> None:
         "ratio_vs_train_step": round(pipeline / train_step, 2),
         "original_augmentation_slabs_per_s": round(original, 1),
         "original_augmentation_ratio_vs_naive": round(original / naive, 2),
-        "stacks": bank.count,
+        "rendered_slabs_per_s": round(rendered, 1) if rendered else None,
+        "rendered_ratio_vs_train_step": round(rendered / train_step, 2) if rendered else None,
+        "stacks": len(table),
         "bank_mb": round(bank_mb),
         "peak_rss_mb": round(memory_mb),
         "rss_before_loading_mb": round(memory_before),

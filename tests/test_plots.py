@@ -35,3 +35,19 @@ def test_simulated_vs_real_figure_writes_png_and_pdf(tmp_path):
     paths = simulated_vs_real_figure(tmp_path, real, ages_weeks=(25.0,), preset="small", dpi=30)
     assert [p.name for p in paths] == ["simulated_vs_real.png", "simulated_vs_real.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_slice_browser_shows_a_png_per_slice_and_follows_the_slider():
+    from fetal_keras.browser import slice_browser
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(5, 32, 40))
+    prediction = np.zeros(image.shape, np.uint8)
+    prediction[3, 10:20, 10:20] = 1
+    box = slice_browser(image, (1.0, 1.0, 3.0), prediction, prediction)
+    slider, picture = box.children
+    assert slider.value == 3 and slider.max == 4  # opens on the slice with the most predicted brain
+    first = picture.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    slider.value = 1
+    assert picture.value[:8] == b"\x89PNG\r\n\x1a\n" and picture.value != first
