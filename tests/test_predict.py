@@ -140,3 +140,24 @@ def test_sliding_window_option_gives_the_same_probabilities_for_a_voxelwise_mode
     whole, _ = stack_probability(ThresholdPredictor(), image, PredictOptions())
     windows, _ = stack_probability(ThresholdPredictor(), image, PredictOptions(sliding_window=True))
     np.testing.assert_allclose(windows, whole, atol=1e-6)
+
+
+def test_a_model_at_a_fixed_spacing_writes_masks_with_the_stacks_header_bit_for_bit(tmp_path):
+    """Resampled in-plane for the model and back: the mask carries the stack's NIfTI geometry fields unchanged."""
+    from fetal_keras.nifti1 import _SPATIAL_FIELDS, read_nifti1_header
+
+    image, labels = synthetic_pair(shape=(5, 40, 36), seed=4)
+    stack = write_volume(tmp_path / "in" / "s.nii.gz", image, (0.9, 0.9, 4.0), (1.5, -2.0, 3.0), OBLIQUE)
+    preprocess = PreprocessConfig(target_spacing_mm=1.6, min_shape=(3, 8, 8))
+    options = PredictOptions(save_probabilities=True, postprocess=False)
+    predict_many(ThresholdPredictor(), [("s", str(stack))], tmp_path / "out", options, preprocess, "t", False)
+
+    source_header = read_nifti1_header(stack)
+    for name in ("mask", "prob"):
+        header = read_nifti1_header(tmp_path / "out" / f"s_{name}.nii.gz")
+        for offset, dtype, count in _SPATIAL_FIELDS.values():
+            size = np.dtype(dtype).itemsize * count
+            assert header[offset : offset + size] == source_header[offset : offset + size], name
+    mask = read_stack(tmp_path / "out" / "s_mask.nii.gz").array
+    assert mask.shape == image.shape
+    assert 2 * (mask & (labels == 2)).sum() / (mask.sum() + (labels == 2).sum()) > 0.8  # back on the stack's grid
