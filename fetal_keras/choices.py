@@ -7,3 +7,5 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 AUGMENTATIONS = ("default", "original", "none")
 # Training images: the cohort's images, or rendered on the fly from its tissue label maps (``labels`` column).
 IMAGE_SOURCES = ("images", "labels")
+# Intensity normalisation of stacks: whole-stack z-score (the original) or z-score over the foreground (no air).
+NORMALISATIONS = ("zscore", "foreground")

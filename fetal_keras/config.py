@@ -12,7 +12,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fetal_keras import __version__
-from fetal_keras.choices import AUGMENTATIONS, IMAGE_SOURCES, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.choices import (
+    AUGMENTATIONS,
+    IMAGE_SOURCES,
+    LOSSES,
+    MODEL_PRESETS,
+    NORMALISATIONS,
+    OPTIMIZERS,
+    STRATEGIES,
+)
 from fetal_keras.files import atomic_output
 
 _RECORDED_PACKAGES = ("tensorflow", "keras", "SimpleITK", "numpy", "scikit-learn", "nilearn")
@@ -56,6 +64,7 @@ class TrainConfig:
     target_spacing_mm: float | None = None
     clip_percentiles: tuple[float, float] | None = None
     image_source: str = "images"
+    normalisation: str = "zscore"
 
     def __post_init__(self):
         for name, allowed in (
@@ -65,6 +74,7 @@ class TrainConfig:
             ("strategy", STRATEGIES),
             ("augmentation", AUGMENTATIONS),
             ("image_source", IMAGE_SOURCES),
+            ("normalisation", NORMALISATIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -90,14 +100,19 @@ class TrainConfig:
         """The ``RenderConfig`` of training images rendered from label maps, or None to train on the images."""
         from fetal_keras.rendering.config import RenderConfig
 
-        return RenderConfig() if self.image_source == "labels" else None
+        return RenderConfig(normalisation=self.normalisation) if self.image_source == "labels" else None
 
     @property
     def preprocess(self):
         """The ``PreprocessConfig`` of every stack this run trains on, and that its model must be deployed with."""
         from fetal_keras.preprocess import PreprocessConfig
 
-        return PreprocessConfig(self.clip_percentiles, self.target_spacing_mm, brain_labels=self.brain_labels)
+        return PreprocessConfig(
+            self.clip_percentiles,
+            self.target_spacing_mm,
+            brain_labels=self.brain_labels,
+            normalisation=self.normalisation,
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the config with package versions, git commit and time (atomically)."""

@@ -21,10 +21,14 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from fetal_keras.check import CheckOptions, image_problems
+from fetal_keras.choices import NORMALISATIONS
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, LABELS_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.io import StackGeometry, read_stack
 from fetal_keras.labels import brain_mask_from_labels, label_value_problem
 from fetal_keras.problems import Severity
+
+FOREGROUND_FRACTION = 0.05
+FOREGROUND_CLIP = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class PreprocessConfig:
         brain_labels: label values that count as brain; None: any non-zero label.
         image_is_label_map: the image is a tissue label map to render training images from (resampled with
             nearest neighbours, not whitened, padded with 0); False for every image a model sees at deploy.
+        normalisation: ``"zscore"`` over the whole stack (the original), or ``"foreground"``: z-score over the
+            voxels with signal (see :func:`foreground_zscore`), robust to how much air the field of view holds.
     """
 
     clip_percentiles: tuple[float, float] | None = None
@@ -45,6 +51,11 @@ class PreprocessConfig:
     min_shape: tuple[int, int, int] = (3, 128, 128)
     brain_labels: tuple[int, ...] | None = None
     image_is_label_map: bool = False
+    normalisation: str = "zscore"
+
+    def __post_init__(self):
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}.")
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,29 @@ def whiten(image: np.ndarray, clip_percentiles: tuple[float, float] | None = Non
     if clip_percentiles is not None:
         image = np.clip(image, *np.percentile(image, clip_percentiles))
     return (image - image.mean()) / (image.std() + 1e-8)
+
+
+def foreground_zscore(image: np.ndarray) -> np.ndarray:
+    """Z-score over the foreground, clipped to +-``FOREGROUND_CLIP``, in float32.
+
+    Foreground: voxels brighter than ``FOREGROUND_FRACTION`` of the 99.5th intensity percentile, i.e. everything
+    but air and the scanner's empty field of view. A whole-stack z-score depends on how much air surrounds the
+    mother (a wide real field of view put the brain at +1.9 sd, a simulated one filled by the abdomen at -0.2 sd);
+    the foreground's statistics do not. The same rule normalises rendered training slabs
+    (``fetal_keras.rendering.label_to_image.normalise``).
+    """
+    image = image.astype(np.float32)
+    foreground = image[image > FOREGROUND_FRACTION * np.percentile(image, 99.5)]
+    if foreground.size < 2:
+        foreground = image.ravel()
+    return np.clip((image - foreground.mean()) / (foreground.std() + 1e-8), -FOREGROUND_CLIP, FOREGROUND_CLIP)
+
+
+def normalise_intensity(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """The stack's intensities as ``config.normalisation`` says (float32)."""
+    if config.normalisation == "foreground":
+        return foreground_zscore(image)
+    return whiten(image, config.clip_percentiles)
 
 
 def resample_in_plane(image: sitk.Image, spacing_mm: float, is_label: bool) -> sitk.Image:
@@ -156,7 +190,7 @@ def prepare_stack(
         if brain is not None:
             brain, _ = _resampled(brain, stack.geometry, config.target_spacing_mm, True)
     if not config.image_is_label_map:
-        image = whiten(image, config.clip_percentiles)
+        image = normalise_intensity(image, config)
     image, valid = pad_to(image, config.min_shape, 0.0 if config.image_is_label_map else float(image.min()))
     if brain is not None:
         brain, _ = pad_to(brain, config.min_shape, 0)

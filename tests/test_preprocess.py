@@ -3,7 +3,15 @@ import pytest
 from conftest import OBLIQUE, synthetic_pair, write_volume
 
 from fetal_keras.cohort import read_cohort
-from fetal_keras.preprocess import PreprocessConfig, label_maps_as_images, load_stacks, pad_to, prepare_stack, whiten
+from fetal_keras.preprocess import (
+    PreprocessConfig,
+    foreground_zscore,
+    label_maps_as_images,
+    load_stacks,
+    pad_to,
+    prepare_stack,
+    whiten,
+)
 
 
 def test_whitening_is_whole_volume_zero_mean_unit_std():
@@ -78,3 +86,20 @@ def test_training_on_label_maps_needs_a_labels_column_with_every_row(write_cohor
         label_maps_as_images(with_labels, csv)
     complete = table.assign(labels=table["segmentation"])
     assert list(label_maps_as_images(complete, csv)["image"]) == list(table["segmentation"])
+
+
+def test_foreground_normalisation_does_not_depend_on_how_much_air_surrounds_the_mother():
+    rng = np.random.default_rng(0)
+    body = rng.normal(400.0, 60.0, size=(4, 40, 40)).clip(50)
+    wide = np.zeros((4, 120, 120))  # the same body in a field of view that is mostly air
+    wide[:, 40:80, 40:80] = body
+    narrow = foreground_zscore(body)
+    in_wide = foreground_zscore(wide)[:, 40:80, 40:80]
+    np.testing.assert_allclose(in_wide, narrow, atol=1e-4)
+    assert abs(whiten(wide)[:, 40:80, 40:80].mean() - whiten(body).mean()) > 1.0  # the whole-stack z-score moves
+    assert foreground_zscore(wide).min() >= -5.0 and np.isfinite(foreground_zscore(np.zeros((2, 4, 4)))).all()
+
+
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match="normalisation must be one of"):
+        PreprocessConfig(normalisation="minmax")

@@ -101,3 +101,16 @@ def test_blur_keeps_a_constant_image_and_smooths_an_edge():
 def test_invalid_render_ranges_are_refused(changes):
     with pytest.raises(ValueError):
         RenderConfig(**changes)
+
+
+def test_air_stays_dark_and_foreground_normalisation_matches_deploys():
+    from fetal_keras.preprocess import foreground_zscore
+
+    tissue = _tissue_slabs(8).numpy()
+    tissue[:, :, :, :6] = Tissue.AIR  # air at the edge of the field of view
+    steps = render_steps(tf.constant(tissue), _seed(8), RenderConfig(normalisation="foreground"))
+    painted = steps["painted"].numpy()
+    assert painted[tissue == Tissue.AIR].mean() < 0.1 < painted[tissue != Tissue.AIR].mean()
+    blurred, image = steps["blurred"].numpy(), steps["image"].numpy()
+    for b in range(len(image)):
+        np.testing.assert_allclose(image[b], foreground_zscore(blurred[b]), atol=0.05)

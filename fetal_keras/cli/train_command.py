@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from fetal_keras.choices import AUGMENTATIONS, IMAGE_SOURCES, LOSSES, MODEL_PRESETS, OPTIMIZERS, STRATEGIES
+from fetal_keras.choices import (
+    AUGMENTATIONS,
+    IMAGE_SOURCES,
+    LOSSES,
+    MODEL_PRESETS,
+    NORMALISATIONS,
+    OPTIMIZERS,
+    STRATEGIES,
+)
 from fetal_keras.config import TrainConfig
 from fetal_keras.labels import parse_label_values
 
@@ -58,6 +66,13 @@ def add_parser(subparsers) -> None:
     option("--max-minutes", "max_minutes", "stop after the last epoch that fits in this many minutes", type=float)
     option("--brain-labels", "brain_labels", "comma-separated label values that are brain", type=parse_label_values)
     option("--target-spacing", "target_spacing_mm", "resample in-plane to this spacing in mm", type=float)
+    option(
+        "--normalisation",
+        "normalisation",
+        "intensity normalisation of every stack, in training and deploy: whole-stack z-score, or z-score over the "
+        "foreground (voxels with signal; robust to the air around the mother)",
+        choices=NORMALISATIONS,
+    )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
     parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")

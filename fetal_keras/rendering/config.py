@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fetal_keras.choices import NORMALISATIONS
+
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -24,6 +26,9 @@ class RenderConfig:
         blob_size_px: (smallest, largest) blob diameter.
         blob_roughness: how irregular blob outlines are (0: ellipses).
         blur_sigma_px: (least, most) in-plane Gaussian blur (resolution loss, partial volume).
+        air_max: air (no signal in MR) stays dark whatever the contrast: its mean is drawn in [0, air_max].
+        normalisation: how each slab is normalised, as the stacks the model will see at deploy
+            (``PreprocessConfig.normalisation``: ``"zscore"`` or ``"foreground"``).
     """
 
     t2_probability: float = 0.2
@@ -37,8 +42,12 @@ class RenderConfig:
     blob_size_px: tuple[float, float] = (27.0, 118.0)
     blob_roughness: float = 0.3
     blur_sigma_px: tuple[float, float] = (0.0, 1.2)
+    air_max: float = 0.03
+    normalisation: str = "zscore"
 
     def __post_init__(self):
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}.")
         if not 0.0 <= self.t2_probability <= 1.0:
             raise ValueError(f"t2_probability must be in [0, 1], got {self.t2_probability}.")
         if not 0 <= self.blobs[0] <= self.blobs[1]:

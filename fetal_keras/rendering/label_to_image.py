@@ -6,12 +6,13 @@ so batch k is reproducible and a notebook can show every step (``render_steps``)
 1. ``add_background_blobs``: 8-16 random non-anatomical shapes replace the maternal tissues under them, each
    with a label of its own, so that no background intensity or texture can stand for brain.
 2. ``draw_contrast``: a mean per label, uniform over the intensity range (amniotic fluid as often darker as
-   brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs.
+   brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs; air stays dark.
 3. ``paint_labels``: every label split into sub-classes by a smooth texture field, each with its own offset,
    plus within-label voxel noise.
 4. ``gaussian_blur``: in-plane resolution loss.
-5. ``normalise``: zero mean, unit variance per slab (the acquisition's bias field, gamma, noise and slice
-   drop-out follow in ``fetal_keras.augment.intensity``, as for pre-rendered images).
+5. ``normalise``: per slab, the rule deploy applies to whole stacks (z-score, or z-score over the foreground); the
+   acquisition's bias field, gamma, noise and slice drop-out follow in ``fetal_keras.augment.intensity``, as for
+   pre-rendered images.
 
 Labels are the simulator's ``Tissue`` values (``[batch, 3, y, x]`` int32); blobs take labels ``len(Tissue)``
 and up. The brain mask, the training target, is not changed by any step.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from fetal_keras.preprocess import FOREGROUND_CLIP, FOREGROUND_FRACTION
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.rendering.fields import blob_partition, gaussian_blur, smooth_noise
 from fetal_keras.simulate.tissues import T2_SIGNAL, Tissue
 
 TISSUE_COUNT = len(Tissue)
-# Blobs cover the mother and what lies outside her; the fetus and the amniotic fluid around it stay as they are.
-_UNDER_BLOBS = [tissue for tissue in Tissue if tissue < Tissue.AMNIOTIC_FLUID or tissue == Tissue.MATERNAL_FLUID]
+# Blobs cover the mother; the fetus, the amniotic fluid around it and the air outside her stay as they are.
+_UNDER_BLOBS = [t for t in Tissue if Tissue.AIR < t < Tissue.AMNIOTIC_FLUID or t == Tissue.MATERNAL_FLUID]
 
 
 def label_count(config: RenderConfig) -> int:
@@ -52,7 +54,9 @@ def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf
     jitter = tf.exp(tf.random.stateless_normal(tf.stack([batch, TISSUE_COUNT]), seeds[1]) * config.t2_jitter)
     t2_means = tf.concat([t2[None] * jitter, random_means[:, TISSUE_COUNT:]], axis=1)  # blobs stay random
     use_t2 = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[2]) < config.t2_probability
-    return tf.where(use_t2, t2_means, random_means)
+    means = tf.where(use_t2, t2_means, random_means)
+    air = random_means[:, :1] * (config.air_max / max(config.mean_range[1] - config.mean_range[0], 1e-6))
+    return tf.concat([air, means[:, 1:]], axis=1)  # Tissue.AIR is label 0
 
 
 def paint_labels(labels: tf.Tensor, means: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
@@ -81,11 +85,26 @@ def paint_labels(labels: tf.Tensor, means: tf.Tensor, seed: tf.Tensor, config: R
     return tf.reshape(value + noise, shape)
 
 
-def normalise(image: tf.Tensor) -> tf.Tensor:
-    """Zero mean and unit variance per slab ``[b, ...]``."""
-    axes = list(range(1, len(image.shape)))
-    mean, variance = tf.nn.moments(image, axes=axes, keepdims=True)
-    return (image - mean) / tf.sqrt(variance + 1e-8)
+def normalise(image: tf.Tensor, method: str) -> tf.Tensor:
+    """Each slab of ``image [b, ...]`` normalised as deploy normalises whole stacks
+    (``fetal_keras.preprocess.normalise_intensity``): ``"zscore"`` over the slab, or ``"foreground"``: z-score
+    over the pixels brighter than ``FOREGROUND_FRACTION`` of the slab's 99.5th percentile, clipped."""
+    shape = tf.shape(image)
+    flat = tf.reshape(image, tf.stack([shape[0], -1]))
+    if method == "foreground":
+        rank = tf.cast(tf.round(0.995 * tf.cast(tf.shape(flat)[1] - 1, tf.float32)), tf.int32)
+        high = tf.gather(tf.sort(flat, axis=1), rank, axis=1)
+        weight = tf.cast(flat > FOREGROUND_FRACTION * high[:, None], tf.float32)
+        weight = tf.where(tf.reduce_sum(weight, axis=1, keepdims=True) >= 2.0, weight, tf.ones_like(weight))
+    else:
+        weight = tf.ones_like(flat)
+    count = tf.reduce_sum(weight, axis=1, keepdims=True)
+    mean = tf.reduce_sum(flat * weight, axis=1, keepdims=True) / count
+    variance = tf.reduce_sum(weight * (flat - mean) ** 2, axis=1, keepdims=True) / count
+    normalised = (flat - mean) / tf.sqrt(variance + 1e-8)
+    if method == "foreground":
+        normalised = tf.clip_by_value(normalised, -FOREGROUND_CLIP, FOREGROUND_CLIP)
+    return tf.reshape(normalised, shape)
 
 
 def render_steps(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> dict[str, tf.Tensor]:
@@ -97,7 +116,7 @@ def render_steps(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> di
     painted = paint_labels(labels, means, seeds[2], config)
     sigma = tf.random.stateless_uniform(tf.shape(tissue)[:1], seeds[3], *config.blur_sigma_px)
     blurred = gaussian_blur(painted, sigma)
-    return {"labels": labels, "painted": painted, "blurred": blurred, "image": normalise(blurred)}
+    return {"labels": labels, "painted": painted, "blurred": blurred, "image": normalise(blurred, config.normalisation)}
 
 
 def render_slabs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
