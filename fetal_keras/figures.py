@@ -7,14 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
+from fetal_keras.choices import NORMALISATIONS
 from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.files import atomic_output, id_from_filename, output_paths
 from fetal_keras.io import read_stack
 from fetal_keras.labels import read_brain_mask
 from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
 from fetal_keras.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
+from fetal_keras.preprocess import PreprocessConfig, normalise_intensity
 from fetal_keras.pretrained import WEIGHTS_DIR, verified_weights
 from fetal_keras.qc import load_qc_case
 from fetal_keras.simulate import SimulationSettings, simulate_stack
@@ -246,3 +249,34 @@ def pretrained_qc_figure(
         figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return out_path
+
+
+def normalised_intensities_figure(
+    real_csv: str | Path, simulated_csv: str | Path, out_dir: str | Path, name: str = "normalised_intensities", dpi=100
+) -> list[Path]:
+    """Histograms of brain and other voxels of real and simulated labelled stacks after each normalisation that
+    ``PreprocessConfig.normalisation`` offers (one panel each), saved as PNG and PDF; returns both paths."""
+    figure, axes = plt.subplots(1, len(NORMALISATIONS), figsize=(5.5 * len(NORMALISATIONS), 3.6), squeeze=False)
+    for ax, method in zip(axes[0], NORMALISATIONS, strict=True):
+        config = PreprocessConfig(normalisation=method)
+        for origin, csv, colour in (("real", real_csv, "C0"), ("simulated", simulated_csv, "C1")):
+            brain, other = [], []
+            for _, row in read_cohort(csv, require_segmentation=True).iterrows():
+                normalised = normalise_intensity(read_stack(row[IMAGE_COLUMN]).array, config)
+                mask = read_brain_mask(row[SEGMENTATION_COLUMN]).astype(bool)
+                brain.append(normalised[mask])
+                other.append(normalised[~mask])
+            for values, part, style in ((other, "other voxels", ":"), (brain, "brain", "-")):
+                ax.hist(
+                    np.concatenate(values),
+                    bins=120,
+                    range=(-4, 8),
+                    density=True,
+                    histtype="step",
+                    color=colour,
+                    linestyle=style,
+                    label=f"{origin}: {part}",
+                )
+        ax.set(title=f"normalisation = {method!r}", xlabel="normalised intensity", ylabel="density", yscale="log")
+    axes[0][0].legend(fontsize=8)
+    return save_figure(figure, out_dir, name, dpi)

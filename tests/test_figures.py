@@ -144,3 +144,11 @@ def test_cohort_description_and_views(write_cohort, tmp_path):
     figure = cohort_views_figure(csv, stack_ids=["sub-00"], brain_labels=[2])
     assert len(figure.axes) == 3
     _written(figure, tmp_path / "views", "views")
+
+
+def test_normalised_intensities_figure_has_a_panel_per_normalisation(tmp_path, write_cohort):
+    from fetal_keras.figures import normalised_intensities_figure
+
+    real, simulated = write_cohort(2, folder="real"), write_cohort(2, folder="sim")
+    paths = normalised_intensities_figure(real, simulated, tmp_path / "figures", dpi=30)
+    assert [path.suffix for path in paths] == [".png", ".pdf"] and all(path.stat().st_size > 1000 for path in paths)
