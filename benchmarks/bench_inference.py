@@ -28,7 +28,7 @@ from fetal_keras.io import read_stack
 from fetal_keras.metrics import dice_score
 from fetal_keras.model import build_model, flops_per_slab, total_stride
 from fetal_keras.model_loading import load_predictor
-from fetal_keras.preprocess import whiten
+from fetal_keras.preprocess import PreprocessConfig, normalise_intensity
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -77,10 +77,13 @@ def main() -> None:
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
-    model = build_model("unet") if args.model is None else load_predictor(args.model)[0]
+    model, preprocess = (
+        (build_model("unet"), PreprocessConfig()) if args.model is None else load_predictor(args.model)[:2]
+    )
     counted = model if isinstance(model, keras.Model) else _keras_twin(args.model)
     if args.input:
-        images = [whiten(read_stack(path).array) for path in args.input]
+        # The run's normalisation (its in-plane resampling, if any, is not applied: stacks are timed on their grid).
+        images = [normalise_intensity(read_stack(path).array, preprocess) for path in args.input]
     else:
         images = [np.random.default_rng(0).normal(size=(22, 320, 320)).astype(np.float32)]
     labels = [read_stack(path).array > 0 for path in args.labels] if args.labels else None
