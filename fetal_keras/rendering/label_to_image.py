@@ -47,7 +47,7 @@ def add_background_blobs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfi
 
 def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf.Tensor:
     """Mean intensity of every label for each slab, ``[b, labels]``."""
-    seeds = tf.random.experimental.stateless_split(seed, 3)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     labels = label_count(config)
     random_means = tf.random.stateless_uniform(tf.stack([batch, labels]), seeds[0], *config.mean_range)
     t2 = tf.constant([T2_SIGNAL[tissue] for tissue in Tissue], tf.float32)
@@ -55,7 +55,7 @@ def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf
     t2_means = tf.concat([t2[None] * jitter, random_means[:, TISSUE_COUNT:]], axis=1)  # blobs stay random
     use_t2 = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[2]) < config.t2_probability
     means = tf.where(use_t2, t2_means, random_means)
-    air = random_means[:, :1] * (config.air_max / max(config.mean_range[1] - config.mean_range[0], 1e-6))
+    air = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[3], 0.0, config.air_max)
     return tf.concat([air, means[:, 1:]], axis=1)  # Tissue.AIR is label 0
 
 
