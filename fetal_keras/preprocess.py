@@ -217,7 +217,7 @@ def label_maps_as_images(table: pd.DataFrame, csv_path: str | Path) -> pd.DataFr
 
 def label_map_preprocess(config: PreprocessConfig) -> PreprocessConfig:
     """``config`` for tissue label maps: the same grid, label-preserving resampling and no whitening."""
-    return dataclasses.replace(config, image_is_label_map=True, clip_percentiles=None)
+    return dataclasses.replace(config, image_is_label_map=True)
 
 
 def prepared_shape(geometry: StackGeometry, config: PreprocessConfig) -> tuple[int, int, int]:

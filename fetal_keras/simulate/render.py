@@ -66,10 +66,15 @@ def _placenta_fraction(scene: Scene, points: np.ndarray, edge_mm: float) -> np.n
     return in_shell * in_cap
 
 
+def _near_body(scene: Scene, fetal_points: np.ndarray, edge_mm: float) -> np.ndarray:
+    """Which fetal-frame points lie inside the fetal body's bounding sphere (grown by ``edge_mm``)."""
+    centre, radius = bounding_sphere(scene.body)
+    return np.einsum("ij,ij->i", fetal_points - centre, fetal_points - centre) < (radius + edge_mm) ** 2
+
+
 def _paint_body(scene: Scene, fetal_points: np.ndarray, table: np.ndarray, edge_mm: float):
     """``paint`` of the fetal body, evaluated only at points inside its bounding sphere."""
-    centre, radius = bounding_sphere(scene.body)
-    near = np.einsum("ij,ij->i", fetal_points - centre, fetal_points - centre) < (radius + edge_mm) ** 2
+    near = _near_body(scene, fetal_points, edge_mm)
     signal, coverage = np.zeros(len(fetal_points), np.float32), np.zeros(len(fetal_points), np.float32)
     if near.any():
         signal[near], coverage[near] = paint(scene.body, fetal_points[near], table, edge_mm)
@@ -109,8 +114,7 @@ def label_points(scene: Scene, world_points: np.ndarray, fetal_points: np.ndarra
     inside = np.all((index >= 0) & (index < np.array(head.labels.shape[::-1])), axis=1)
     fetus = np.full(len(fetal_points), Tissue.AIR, np.uint8)
     fetus[inside] = head.labels[index[inside, 2], index[inside, 1], index[inside, 0]]
-    centre, radius = bounding_sphere(scene.body)
-    near = (fetus == Tissue.AIR) & (np.linalg.norm(fetal_points - centre, axis=1) < radius + edge_mm)
+    near = (fetus == Tissue.AIR) & _near_body(scene, fetal_points, edge_mm)
     fetus[near] = _top_tissue(scene.body, fetal_points[near], edge_mm)
     visible = in_cavity & (fetus != Tissue.AIR)
     labels[visible] = fetus[visible]
