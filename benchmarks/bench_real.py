@@ -5,7 +5,7 @@ the six real T2 stacks of one fetus in ``../shared/data/real_labelled/`` (never 
 Prints, per stack, Dice, HD95 (mm), predicted and true brain volume (ml) and seconds, then a summary; the last line
 is one JSON object with ``mean_dice``, ``min_dice``, ``median_hd95_mm`` and ``seconds_per_stack``.
 
-Run: .venv/bin/python benchmarks/bench_real.py [--model pretrained|RUN|SAVED_MODEL|FILE.keras] [--csv COHORT]
+Run: .venv/bin/python benchmarks/bench_real.py [--model pretrained|RUN|SAVED_MODEL|FILE.keras|PAIR] [--localiser LOC] [--csv COHORT]
      [--tta] [--out DIR]
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fetal_keras.cohort import read_cohort
 from fetal_keras.evaluate import evaluate_cohort
-from fetal_keras.model_loading import load_predictor
+from fetal_keras.model_loading import load_pair, load_predictor
 from fetal_keras.predict import PredictOptions, predict_many
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument(
         "--model", default="pretrained", help="what `fetal-keras predict --model` takes (default: pretrained)"
     )
+    parser.add_argument(
+        "--localiser", default=None, help="a localiser to pair with --model, as `fetal-keras predict --localiser`"
+    )
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"labelled cohort CSV (default: {DEFAULT_CSV})")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (flips), as predict --tta")
     parser.add_argument("--brain-labels", default=None, help="label values that are brain (default: every non-zero)")
@@ -42,7 +45,10 @@ def main() -> None:
     if not args.csv.is_file():
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
 
-    predictor, preprocess, description = load_predictor(args.model)
+    if args.localiser:
+        predictor, preprocess, description = load_pair(args.localiser, args.model)
+    else:
+        predictor, preprocess, description = load_predictor(args.model)
     stacks = read_cohort(args.csv, require_segmentation=True)
     brain_labels = [int(v) for v in args.brain_labels.split(",")] if args.brain_labels else None
     with tempfile.TemporaryDirectory() as scratch:

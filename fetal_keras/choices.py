@@ -9,3 +9,5 @@ AUGMENTATIONS = ("default", "original", "none")
 IMAGE_SOURCES = ("images", "labels")
 # Intensity normalisation of stacks: whole-stack z-score (the original) or z-score over the foreground (no air).
 NORMALISATIONS = ("zscore", "foreground")
+# What a trained model does: segment whole stacks, find the head at a coarse spacing, or segment a crop around it.
+TASKS = ("whole", "localiser", "segmenter")

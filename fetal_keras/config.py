@@ -20,10 +20,17 @@ from fetal_keras.choices import (
     NORMALISATIONS,
     OPTIMIZERS,
     STRATEGIES,
+    TASKS,
 )
 from fetal_keras.files import atomic_output
 
 _RECORDED_PACKAGES = ("tensorflow", "keras", "SimpleITK", "numpy", "scikit-learn", "nilearn")
+
+# Settings each task fills when they are left as None.
+TASK_DEFAULTS = {
+    "localiser": {"target_spacing_mm": 3.0},
+    "segmenter": {"target_spacing_mm": 1.1, "crop_margin_mm": 20.0},
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,12 @@ class TrainConfig:
     stops training early, after the last epoch that fits in that many minutes of this invocation.
     ``image_source="labels"`` trains on images rendered on the fly from the training cohort's tissue label maps
     (its ``labels`` column), each slab with a fresh random contrast; validation always uses the images.
+
+    ``task`` says which model this is: ``"whole"`` segments whole stacks on its own (as the original did);
+    ``"localiser"`` finds the fetal head on whole slices at a coarse spacing (default 3 mm, so a slab covers the
+    whole field of view); ``"segmenter"`` segments a crop around the head (default 1.1 mm, ``crop_margin_mm`` 20:
+    trained and validated on crops around the brain mask, deployed on crops around what the localiser found). The
+    defaults fill only settings left as None.
     """
 
     train_csv: str
@@ -65,8 +78,15 @@ class TrainConfig:
     clip_percentiles: tuple[float, float] | None = None
     image_source: str = "images"
     normalisation: str = "zscore"
+    task: str = "whole"
+    crop_margin_mm: float | None = None
 
     def __post_init__(self):
+        for name, value in TASK_DEFAULTS.get(self.task, {}).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.crop_margin_mm is not None and self.task != "segmenter":
+            raise ValueError(f"crop_margin_mm is a segmenter's setting; this run's task is {self.task!r}.")
         for name, allowed in (
             ("preset", MODEL_PRESETS),
             ("optimizer", OPTIMIZERS),
@@ -75,6 +95,7 @@ class TrainConfig:
             ("augmentation", AUGMENTATIONS),
             ("image_source", IMAGE_SOURCES),
             ("normalisation", NORMALISATIONS),
+            ("task", TASKS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
@@ -112,6 +133,7 @@ class TrainConfig:
             self.target_spacing_mm,
             brain_labels=self.brain_labels,
             normalisation=self.normalisation,
+            crop_margin_mm=self.crop_margin_mm,
         )
 
     def save(self, path: str | Path) -> Path:

@@ -83,6 +83,13 @@ class StackGeometry:
             found.append(f"direction {_fmt(other.direction)} != {_fmt(self.direction)}")
         return found
 
+    def cropped(self, region: tuple[slice, slice, slice]) -> StackGeometry:
+        """The grid of ``array[region]`` for an array on this grid (``region`` in ``[z, y, x]`` order, step 1)."""
+        start_xyz = np.array([part.start for part in region[::-1]], dtype=float)
+        size = tuple(int(part.stop - part.start) for part in region[::-1])
+        offset = np.array(self.direction).reshape(3, 3) @ (start_xyz * np.array(self.spacing_mm))
+        return StackGeometry(size, self.spacing_mm, tuple((np.array(self.origin_mm) + offset).tolist()), self.direction)
+
     def apply_to(self, image: sitk.Image) -> sitk.Image:
         """Set this grid's spacing, origin and direction on ``image`` (in place) and return it."""
         image.SetSpacing(self.spacing_mm)

@@ -16,6 +16,7 @@ import fetal_keras.metrics
 import fetal_keras.model  # noqa: F401
 from fetal_keras.callbacks import SAVED_MODEL_INFO
 from fetal_keras.config import TrainConfig
+from fetal_keras.localise import LocalisedSegmenter
 from fetal_keras.preprocess import PreprocessConfig
 from fetal_keras.pretrained import PRETRAINED_NAME, PRETRAINED_SPEC, verified_weights
 
@@ -69,36 +70,85 @@ def load_keras_file(path: Path) -> keras.Model:
     return model
 
 
+PAIR_FILE = "pair.json"
+
+
+def _run_config(path: Path) -> TrainConfig | None:
+    """The training config that goes with a model: ``config.json`` in a run or model folder, or beside a ``.keras``
+    file or one folder above it (a run's ``checkpoints/best.keras``)."""
+    folders = [path] if path.is_dir() else [path.parent, path.parent.parent]
+    for folder in folders:
+        if (folder / "config.json").is_file():
+            return TrainConfig.load(folder / "config.json")
+    return None
+
+
+def _load_single(spec: str | Path):
+    """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`)."""
+    if str(spec) == PRETRAINED_SPEC:
+        weights, sha256 = verified_weights()
+        return load_keras_file(weights), PreprocessConfig(), f"{PRETRAINED_NAME} (sha256 {sha256})", "whole"
+    path = Path(spec)
+    config = _run_config(path) if path.exists() else None
+    preprocess, task = (config.preprocess, config.task) if config else (PreprocessConfig(), "whole")
+    if path.is_dir() and (path / "saved_model").is_dir():
+        path = newest_saved_model(path / "saved_model")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return SavedModelPredictor(path), preprocess, str(path), task
+    if path.is_file() and path.suffix == ".keras":
+        return load_keras_file(path), preprocess, str(path), task
+    if not path.exists():
+        raise FileNotFoundError(f"Model {spec} does not exist.")
+    raise FileNotFoundError(
+        f"{spec} is neither a run folder (with saved_model/), a SavedModel folder (with saved_model.pb), a pair "
+        f"folder (with {PAIR_FILE}) nor a .keras file."
+    )
+
+
+def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
+    """A localiser and a segmenter to deploy together (``fetal_keras.localise``).
+
+    Returns:
+        (``LocalisedSegmenter``, the segmenter's preprocessing, description), as :func:`load_predictor`.
+
+    Raises:
+        ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser).
+    """
+    localiser, localiser_preprocess, localiser_description, localiser_task = _load_single(localiser_spec)
+    segmenter, preprocess, segmenter_description, segmenter_task = _load_single(segmenter_spec)
+    for role, spec, task in (("localiser", localiser_spec, localiser_task), ("segmenter", segmenter_spec, segmenter_task)):
+        if task not in (role, "whole"):
+            raise ValueError(f"{spec} was trained as a {task}, not a {role} (its config.json says task {task!r}).")
+    description = f"localiser {localiser_description} + segmenter {segmenter_description}"
+    return LocalisedSegmenter(localiser, localiser_preprocess, segmenter, description), preprocess, description
+
+
 def load_predictor(spec: str | Path = PRETRAINED_SPEC):
     """Load what ``spec`` names, for inference.
 
     Args:
         spec: ``"pretrained"`` (default: the packaged model, its SHA-256 checked against its model card), a
-            training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, or a ``.keras``
-            file (loaded with ``safe_mode=True``: no code from the file is run).
+            training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, a ``.keras``
+            file (loaded with ``safe_mode=True``: no code from the file is run; its preprocessing from the
+            ``config.json`` beside it or one folder above), or a pair folder whose ``pair.json`` names a
+            ``localiser`` and a ``segmenter`` (paths relative to it) to deploy together.
 
     Returns:
-        (predictor, preprocessing the model was trained with, description of what was loaded).
+        (predictor, preprocessing the model was trained with, description of what was loaded); for a pair the
+        predictor is a ``LocalisedSegmenter`` and the preprocessing the segmenter's.
 
     Raises:
         FileNotFoundError: if nothing loadable is found at ``spec``.
         ValueError: if the file is not a model fetal_keras can load, or the packaged model's checksum differs
             from its card's.
     """
-    if str(spec) == PRETRAINED_SPEC:
-        weights, sha256 = verified_weights()
-        return load_keras_file(weights), PreprocessConfig(), f"{PRETRAINED_NAME} (sha256 {sha256})"
-    path = Path(spec)
-    run_config = path / "config.json"
-    preprocess = TrainConfig.load(run_config).preprocess if run_config.is_file() else PreprocessConfig()
-    if path.is_dir() and (path / "saved_model").is_dir():
-        path = newest_saved_model(path / "saved_model")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return SavedModelPredictor(path), preprocess, str(path)
-    if path.is_file() and path.suffix == ".keras":
-        return load_keras_file(path), preprocess, str(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Model {spec} does not exist.")
-    raise FileNotFoundError(
-        f"{spec} is neither a run folder (with saved_model/), a SavedModel folder (with saved_model.pb) nor a .keras file."
-    )
+    pair_file = Path(spec) / PAIR_FILE
+    if pair_file.is_file():
+        try:
+            roles = json.loads(pair_file.read_text())
+            localiser, segmenter = roles["localiser"], roles["segmenter"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
+        return load_pair(pair_file.parent / localiser, pair_file.parent / segmenter)
+    predictor, preprocess, description, _ = _load_single(spec)
+    return predictor, preprocess, description

@@ -1,6 +1,7 @@
 """Deploy: segment whole stacks, write masks with the stack's exact header, and per-stack QC in ``predictions.csv``.
 
-For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.inference``),
+For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.inference``)
+(with a localiser + segmenter pair, ``fetal_keras.localise``: the segmenter's crop around the localiser's head),
 optional test-time augmentation (in-plane flips, optionally transposes; probabilities averaged, their standard
 deviation across the variants written as ``<id>_uncertainty.nii.gz``), optional post-processing (largest 3D
 connected component, then hole filling, with SimpleITK), and per-slice QC flags: slices whose mask area jumps
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from fetal_keras.files import atomic_output, ensure_not_input, output_paths
 from fetal_keras.inference import predict_brain_probability, predict_sliding_window
 from fetal_keras.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
+from fetal_keras.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.preprocess import PreprocessConfig, prepare_stack
 
 PREDICTION_COLUMNS = (
@@ -135,21 +137,37 @@ def _to_source_grid(array: np.ndarray, grid: StackGeometry, source: StackGeometr
     return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
 
 
+def locate_head(pair: LocalisedSegmenter, stack_id: str, path: str | Path, options: PredictOptions) -> np.ndarray:
+    """The localiser's head (``fetal_keras.localise.head_component``) on the stack's own grid, uint8 ``[z, y, x]``."""
+    prepared = prepare_stack(stack_id, path, None, pair.localiser_preprocess)
+    probability, _ = stack_probability(pair.localiser, prepared.unpadded_image, options)
+    head = head_component(probability, prepared.geometry.spacing_mm[::-1])
+    return _to_source_grid(head, prepared.geometry, read_geometry(path), is_label=True).astype(np.uint8)
+
+
 def predict_stack(
     predictor, stack_id: str, path: str | Path, out_dir: Path, options: PredictOptions, preprocess: PreprocessConfig
 ) -> dict:
-    """Segment one stack and write its outputs; return its ``predictions.csv`` row (without model and error)."""
+    """Segment one stack and write its outputs; return its ``predictions.csv`` row (without model and error).
+
+    ``predictor`` is a single model, or a :class:`~fetal_keras.localise.LocalisedSegmenter` pair whose segmenter
+    was trained with ``preprocess``.
+    """
     start = time.perf_counter()
     paths = output_paths(out_dir, stack_id)
     for output in paths.values():
         ensure_not_input(output, [path])
-    prepared = prepare_stack(stack_id, path, None, preprocess)
+    focus = None
+    if isinstance(predictor, LocalisedSegmenter):
+        focus = locate_head(predictor, stack_id, path, options)
+        predictor = predictor.segmenter
+    prepared = prepare_stack(stack_id, path, None, preprocess, focus if focus is not None and focus.any() else None)
     probability, spread = stack_probability(predictor, prepared.unpadded_image, options)
     source = read_geometry(path)
     probability = _to_source_grid(probability, prepared.geometry, source, is_label=False)
     mask = (probability >= 0.5).astype(np.uint8)
     if options.postprocess:
-        mask = postprocess_mask(mask)
+        mask = postprocess_mask(mask) if focus is None else keep_component_at_focus(mask, focus)
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     write_mask(mask, source, paths["mask"])

@@ -44,6 +44,9 @@ class PreprocessConfig:
             nearest neighbours, not whitened, padded with 0); False for every image a model sees at deploy.
         normalisation: ``"zscore"`` over the whole stack (the original), or ``"foreground"``: z-score over the
             voxels with signal (see :func:`foreground_zscore`), robust to how much air the field of view holds.
+        crop_margin_mm: a segmenter's crop: the stack is cut to the bounding box of its focus region (the brain
+            mask in training, the localiser's head at deploy) plus this margin, grown to at least ``min_shape``,
+            before intensity normalisation; None: the whole stack.
     """
 
     clip_percentiles: tuple[float, float] | None = None
@@ -52,10 +55,13 @@ class PreprocessConfig:
     brain_labels: tuple[int, ...] | None = None
     image_is_label_map: bool = False
     normalisation: str = "zscore"
+    crop_margin_mm: float | None = None
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}.")
+        if self.crop_margin_mm is not None and self.crop_margin_mm < 0:
+            raise ValueError(f"crop_margin_mm must be at least 0, got {self.crop_margin_mm}.")
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,36 @@ def pad_to(array: np.ndarray, min_shape: Sequence[int], value: float) -> tuple[n
     return padded, tuple(slice(b, b + n) for b, n in zip(before, array.shape, strict=True))
 
 
+def crop_region(
+    focus: np.ndarray, spacing_zyx_mm: Sequence[float], margin_mm: float, min_shape: Sequence[int]
+) -> tuple[slice, slice, slice]:
+    """The ``[z, y, x]`` region around ``focus``'s non-zero voxels: their bounding box plus ``margin_mm`` on every
+    side, grown about its centre to at least ``min_shape``, kept inside the array (the whole array if it is smaller).
+    """
+    region = []
+    for axis, (size, spacing, smallest) in enumerate(zip(focus.shape, spacing_zyx_mm, min_shape, strict=True)):
+        occupied = np.flatnonzero(focus.any(axis=tuple(other for other in range(3) if other != axis)))
+        margin = int(np.ceil(margin_mm / spacing))
+        low, high = max(int(occupied[0]) - margin, 0), min(int(occupied[-1]) + 1 + margin, size)
+        missing = max(smallest - (high - low), 0)
+        low = max(low - missing // 2, 0)
+        high = min(max(high + missing - missing // 2, low + smallest), size)
+        low = max(min(low, high - smallest), 0)
+        region.append(slice(low, high))
+    return tuple(region)
+
+
 def prepare_stack(
-    stack_id: str, image_path: str | Path, segmentation_path: str | Path | None, config: PreprocessConfig
+    stack_id: str,
+    image_path: str | Path,
+    segmentation_path: str | Path | None,
+    config: PreprocessConfig,
+    focus: np.ndarray | None = None,
 ) -> PreparedStack:
-    """Read, check, resample, whiten and pad one stack (and its brain mask).
+    """Read, check, resample, crop (segmenters), whiten and pad one stack (and its brain mask).
+
+    ``focus`` (``[z, y, x]`` on the file's grid) is the region a segmenter's crop is cut around
+    (``config.crop_margin_mm``); without it the brain mask is used, and a stack with neither is not cropped.
 
     Raises:
         FileNotFoundError: if a file is missing.
@@ -184,11 +216,18 @@ def prepare_stack(
             raise ValueError(f"{segmentation_path}: {problem}.")
         brain = brain_mask_from_labels(segmentation.array, config.brain_labels)
     image, geometry = stack.array, stack.geometry
+    focus = brain if focus is None else focus.astype(np.uint8)
     if config.target_spacing_mm is not None:
         image = image if config.image_is_label_map else image.astype(np.float32)
         image, geometry = _resampled(image, stack.geometry, config.target_spacing_mm, config.image_is_label_map)
         if brain is not None:
             brain, _ = _resampled(brain, stack.geometry, config.target_spacing_mm, True)
+        if focus is not None:
+            focus, _ = _resampled(focus, stack.geometry, config.target_spacing_mm, True)
+    if config.crop_margin_mm is not None and focus is not None and focus.any():
+        region = crop_region(focus, geometry.spacing_mm[::-1], config.crop_margin_mm, config.min_shape)
+        image, geometry = image[region], geometry.cropped(region)
+        brain = None if brain is None else brain[region]
     if not config.image_is_label_map:
         image = normalise_intensity(image, config)
     image, valid = pad_to(image, config.min_shape, 0.0 if config.image_is_label_map else float(image.min()))

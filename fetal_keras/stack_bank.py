@@ -95,7 +95,8 @@ def build_stack_bank(stacks: Sequence[PreparedStack]) -> StackBank:
 def load_stack_bank(cohort: str | Path | pd.DataFrame, config: PreprocessConfig, progress: bool = True) -> StackBank:
     """Read, prepare and bank every stack of a labelled cohort, holding only one prepared stack at a time.
 
-    Headers are read first to size the bank; then each stack is prepared and copied in.
+    Headers are read first to size the bank; then each stack is prepared and copied in. Segmenters' crops
+    (``config.crop_margin_mm``), whose size only the brain mask tells, are prepared first and then banked.
 
     Raises:
         ValueError: naming the CSV line and file of a stack that cannot be prepared.
@@ -103,5 +104,7 @@ def load_stack_bank(cohort: str | Path | pd.DataFrame, config: PreprocessConfig,
     table = cohort if isinstance(cohort, pd.DataFrame) else read_cohort(cohort, require_segmentation=True)
     if table.empty:
         raise ValueError("No stacks to sample from.")
+    if config.crop_margin_mm is not None:
+        return build_stack_bank(list(iter_prepared(table, config, require_labels=True, progress=progress)))
     shapes = [prepared_shape(read_geometry(path), config) for path in table[IMAGE_COLUMN]]
     return _fill(shapes, iter_prepared(table, config, require_labels=True, progress=progress))

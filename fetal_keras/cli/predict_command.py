@@ -22,7 +22,14 @@ def add_parser(subparsers) -> None:
         "--model",
         default="pretrained",
         help="'pretrained' (the packaged model trained on simulated stacks, checksum-verified), a training run "
-        "folder (its newest SavedModel), a SavedModel folder or a .keras file (default: %(default)s)",
+        "folder (its newest SavedModel), a SavedModel folder, a .keras file, or a pair folder (pair.json naming a "
+        "localiser and a segmenter) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--localiser",
+        default=None,
+        help="a localiser (run folder, SavedModel folder or .keras file trained with --task localiser) that finds "
+        "the head first; --model is then the segmenter run on a crop around it",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="cohort CSV (iFIND_id,image[,segmentation]) of stacks to segment")
@@ -54,7 +61,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``."""
-    from fetal_keras.model_loading import load_predictor  # TensorFlow only for the commands that need it
+    from fetal_keras.model_loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
     from fetal_keras.predict import PredictOptions, predict_many
 
     if args.csv:
@@ -65,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         duplicated = sorted({name for name, _ in stacks if [n for n, _ in stacks].count(name) > 1})
         if duplicated:
             raise ValueError(f"Several --input files would be written under the same id: {duplicated}.")
-    predictor, preprocess, description = load_predictor(args.model)
+    if args.localiser:
+        predictor, preprocess, description = load_pair(args.localiser, args.model)
+    else:
+        predictor, preprocess, description = load_predictor(args.model)
     options = PredictOptions(
         tta=args.tta,
         tta_transpose=args.tta_transpose,

@@ -13,6 +13,7 @@ from fetal_keras.choices import (
     NORMALISATIONS,
     OPTIMIZERS,
     STRATEGIES,
+    TASKS,
 )
 from fetal_keras.config import TrainConfig
 from fetal_keras.labels import parse_label_values
@@ -72,6 +73,21 @@ def add_parser(subparsers) -> None:
         "intensity normalisation of every stack, in training and deploy: whole-stack z-score, or z-score over the "
         "foreground (voxels with signal; robust to the air around the mother)",
         choices=NORMALISATIONS,
+    )
+    option(
+        "--task",
+        "task",
+        "what the model does: segment whole stacks alone, find the head at a coarse spacing (localiser: 3 mm unless "
+        "--target-spacing says otherwise), or segment a crop around the head (segmenter: 1.1 mm, crops of the brain "
+        "plus --crop-margin); a localiser and a segmenter are deployed together (fetal-keras predict --localiser)",
+        choices=TASKS,
+    )
+    option(
+        "--crop-margin",
+        "crop_margin_mm",
+        "segmenters: margin in mm around the brain's bounding box of the training and validation crops, and around "
+        "the localiser's head at deploy (segmenter default: 20)",
+        type=float,
     )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")

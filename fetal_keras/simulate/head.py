@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from fetal_keras.simulate.growth import HeadBiometry
 from fetal_keras.simulate.priors import load_brain_prior
-from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue
+from fetal_keras.simulate.tissues import PARENCHYMA, Tissue
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,12 @@ class HeadModel:
 
     @property
     def brain_volume_ml(self) -> float:
-        """Volume of the brain mask (parenchyma and ventricles) in millilitres."""
-        return float(np.isin(self.labels, BRAIN_TISSUES).sum() * self.spacing_mm**3 / 1000.0)
+        """Volume of the brain parenchyma and ventricles (the brain mask without extra-axial CSF) in millilitres."""
+        return float(np.isin(self.labels, PARENCHYMA).sum() * self.spacing_mm**3 / 1000.0)
 
     def brain_extent_mm(self) -> np.ndarray:
-        """Extent (x, y, z) of the brain mask in mm."""
-        voxels = np.argwhere(np.isin(self.labels, BRAIN_TISSUES))
+        """Extent (x, y, z) of the brain parenchyma and ventricles in mm (the biometry's brain size)."""
+        voxels = np.argwhere(np.isin(self.labels, PARENCHYMA))
         return (voxels.max(0) - voxels.min(0) + 1)[::-1] * self.spacing_mm
 
 

@@ -43,9 +43,12 @@ class Tissue(IntEnum):
     MATERNAL_FLUID = 24
 
 
-# The brain mask: parenchyma (cortex, white matter, deep grey, germinal matrix) plus the ventricles it encloses;
-# extra-axial CSF, skull and scalp are outside it, as in the brain masks used for slice-to-volume reconstruction.
-BRAIN_TISSUES = (Tissue.CORTEX, Tissue.WHITE_MATTER, Tissue.DEEP_GREY, Tissue.GERMINAL_MATRIX, Tissue.VENTRICLE)
+# Brain parenchyma (cortex, white matter, deep grey, germinal matrix) and the ventricles it encloses.
+PARENCHYMA = (Tissue.CORTEX, Tissue.WHITE_MATTER, Tissue.DEEP_GREY, Tissue.GERMINAL_MATRIX, Tissue.VENTRICLE)
+# The brain mask: the intracranial volume, i.e. the parenchyma and the extra-axial CSF around it up to the skull
+# (skull and scalp outside), as brain masks for slice-to-volume reconstruction are drawn (e.g. the manual masks of
+# MIALSRTK's sample dataset follow the inner table of the skull, the bright CSF ring inside them).
+BRAIN_TISSUES = PARENCHYMA + (Tissue.EXTRA_AXIAL_CSF,)
 
 T2_SIGNAL = {
     Tissue.AIR: 0.0,

@@ -1,0 +1,144 @@
+"""Localise, then segment: crops around the head, the head's component, the pair's deploy and loading."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import OBLIQUE, ThresholdPredictor, write_volume
+
+from fetal_keras.config import TrainConfig
+from fetal_keras.io import StackGeometry, read_stack
+from fetal_keras.localise import LocalisedSegmenter, head_component, keep_component_at_focus
+from fetal_keras.model import build_model
+from fetal_keras.model_loading import load_pair, load_predictor
+from fetal_keras.predict import PredictOptions, _to_source_grid, predict_many
+from fetal_keras.preprocess import PreprocessConfig, crop_region, prepare_stack
+
+
+def test_crop_region_adds_the_margin_grows_to_the_minimum_and_stays_inside():
+    focus = np.zeros((20, 200, 150), np.uint8)
+    focus[8:12, 50:110, 60:80] = 1
+    region = crop_region(focus, (3.0, 1.0, 1.0), margin_mm=6.0, min_shape=(3, 64, 64))
+    assert region[0] == slice(6, 14)  # 2 slices of 3 mm either side
+    assert region[1] == slice(44, 116)  # 60 + 2 x 6 pixels, above the minimum
+    assert region[2] == slice(38, 102)  # 20 + 2 x 6 = 32 grown about its centre to 64
+    edge = np.zeros_like(focus)
+    edge[0:2, 190:200, 0:5] = 1
+    region = crop_region(edge, (3.0, 1.0, 1.0), margin_mm=0.0, min_shape=(3, 64, 256))
+    assert region == (slice(0, 3), slice(136, 200), slice(0, 150))
+
+
+def test_a_cropped_grid_is_where_simpletk_puts_the_same_region():
+    image = sitk.Image([40, 30, 10], sitk.sitkFloat32)
+    image.SetSpacing((0.8, 0.9, 3.5))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    image.SetDirection(OBLIQUE)
+    geometry = StackGeometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    region = (slice(2, 7), slice(5, 25), slice(11, 31))
+    expected = sitk.RegionOfInterest(image, [20, 20, 5], [11, 5, 2])
+    cropped = geometry.cropped(region)
+    assert cropped.size == expected.GetSize()
+    np.testing.assert_allclose(cropped.origin_mm, expected.GetOrigin(), atol=1e-9)
+    assert cropped.spacing_mm == expected.GetSpacing() and cropped.direction == expected.GetDirection()
+
+
+def _head_and_uterus(tmp_path):
+    """A stack (1.5 mm, 3 mm slices, oblique) with a bright 110 ml 'head' and a larger bright 'uterus' far away."""
+    z, y, x = np.indices((24, 200, 200))
+    head = ((z - 12) * 3.0 / 30) ** 2 + ((y - 60) * 1.5 / 30) ** 2 + ((x - 60) * 1.5 / 30) ** 2 < 1
+    uterus = (np.abs(z - 12) < 9) & (np.abs(y - 150) < 45) & (np.abs(x - 140) < 50)
+    image = np.random.default_rng(0).normal(100, 5, z.shape) + 400 * (head | uterus)
+    path = write_volume(tmp_path / "stack.nii.gz", image.astype(np.int16), (1.5, 1.5, 3.0), (5, -3, 2), OBLIQUE)
+    return path, head, uterus
+
+
+def test_the_pair_keeps_the_plausible_head_where_the_largest_component_would_be_the_uterus(tmp_path):
+    path, head, uterus = _head_and_uterus(tmp_path)
+    assert uterus.sum() * 1.5 * 1.5 * 3 / 1000 > 900 > head.sum() * 1.5 * 1.5 * 3 / 1000
+    stacks = [("s", str(path))]
+    segmenter_preprocess = PreprocessConfig(target_spacing_mm=1.0, crop_margin_mm=10.0, min_shape=(3, 64, 64))
+    pair = LocalisedSegmenter(ThresholdPredictor(), PreprocessConfig(target_spacing_mm=3.0), ThresholdPredictor())
+
+    single = predict_many(ThresholdPredictor(), stacks, tmp_path / "single", PredictOptions(), PreprocessConfig())
+    paired = predict_many(pair, stacks, tmp_path / "pair", PredictOptions(tta=True), segmenter_preprocess)
+
+    assert single["error"].tolist() == [""] and paired["error"].tolist() == [""]
+    largest = read_stack(tmp_path / "single" / "s_mask.nii.gz").array
+    assert (largest[uterus] == 1).mean() > 0.95 and largest[head].mean() < 0.05
+    written = read_stack(tmp_path / "pair" / "s_mask.nii.gz")
+    assert written.geometry == read_stack(path).geometry, "the mask has the stack's grid"
+    mask = written.array.astype(bool)
+    assert 2 * (mask & head).sum() / (mask.sum() + head.sum()) > 0.9
+    assert not (mask & uterus).any()
+
+
+def test_head_component_prefers_plausible_volume_then_evidence():
+    probability = np.zeros((20, 60, 60), np.float32)
+    probability[2:18, 2:58, 2:30] = 0.9  # 16 x 56 x 28 voxels of 27 mm3: 677 ml, plausible, strong
+    probability[5:8, 40:43, 40:43] = 1.0  # 0.7 ml: a speck
+    probability[5:15, 35:55, 35:55] = 0.6  # 108 ml, plausible, weaker
+    chosen = head_component(probability, (3.0, 3.0, 3.0))
+    assert chosen[10, 20, 10] == 1 and chosen[10, 45, 45] == 0
+    chosen = head_component(probability, (3.0, 3.0, 3.0), plausible_ml=(50.0, 200.0))
+    assert chosen[10, 45, 45] == 1 and chosen[10, 20, 10] == 0
+    assert not head_component(np.zeros((4, 8, 8)), (1.0, 1.0, 1.0)).any()
+
+
+def test_postprocessing_keeps_the_component_at_the_focus_not_the_largest():
+    mask = np.zeros((6, 40, 40), np.uint8)
+    mask[1:5, 2:20, 2:20] = 1
+    mask[1:5, 25:35, 25:35] = 1
+    mask[2, 29, 29] = 0  # a hole
+    focus = np.zeros_like(mask)
+    focus[2:4, 27:30, 27:30] = 1
+    kept = keep_component_at_focus(mask, focus)
+    assert kept[2, 30, 30] == 1 and kept[2, 29, 29] == 1 and kept[2, 10, 10] == 0
+    assert keep_component_at_focus(mask, np.zeros_like(mask))[2, 10, 10] == 1, "no overlap: the largest"
+
+
+def test_a_crop_maps_back_onto_the_stack_where_it_was_cut(tmp_path):
+    path, head, _ = _head_and_uterus(tmp_path)
+    config = PreprocessConfig(crop_margin_mm=6.0, min_shape=(3, 32, 32))
+    prepared = prepare_stack("s", path, None, config, focus=head)
+    assert prepared.image.shape[1] < 200 and prepared.image.shape[2] < 200
+    ones = np.ones(prepared.unpadded_image.shape, np.float32)
+    back = _to_source_grid(ones, prepared.geometry, read_stack(path).geometry, is_label=True)
+    inside = np.argwhere(back > 0.5)
+    assert back[head].min() == 1.0, "the crop holds the whole focus"
+    assert (inside.min(0) == [np.nonzero(head)[i].min() - (2, 4, 4)[i] for i in range(3)]).all()
+
+
+def test_tasks_fill_their_defaults_and_refuse_a_crop_for_other_tasks(tmp_path):
+    localiser = TrainConfig("t.csv", "v.csv", "run", task="localiser")
+    segmenter = TrainConfig("t.csv", "v.csv", "run", task="segmenter", target_spacing_mm=0.8)
+    assert localiser.target_spacing_mm == 3.0 and localiser.preprocess.crop_margin_mm is None
+    assert segmenter.target_spacing_mm == 0.8 and segmenter.preprocess.crop_margin_mm == 20.0
+    assert TrainConfig.load(segmenter.save(tmp_path / "config.json")) == segmenter
+    with pytest.raises(ValueError, match="segmenter's setting"):
+        TrainConfig("t.csv", "v.csv", "run", crop_margin_mm=5.0)
+
+
+def _model_folder(folder, task: str, **settings):
+    folder.mkdir(parents=True)
+    TrainConfig("t.csv", "v.csv", str(folder), task=task, **settings).save(folder / "config.json")
+    (folder / "checkpoints").mkdir()
+    build_model("unet", base_filters=2).save(folder / "checkpoints" / "best.keras")
+    return folder / "checkpoints" / "best.keras"
+
+
+def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swapped_roles(tmp_path):
+    localiser = _model_folder(tmp_path / "loc", "localiser", normalisation="foreground")
+    segmenter = _model_folder(tmp_path / "seg", "segmenter", crop_margin_mm=15.0)
+    (tmp_path / "pair.json").write_text(
+        json.dumps({"localiser": "loc/checkpoints/best.keras", "segmenter": "seg/checkpoints/best.keras"})
+    )
+    pair, preprocess, description = load_predictor(tmp_path)
+    assert isinstance(pair, LocalisedSegmenter) and "localiser" in description
+    assert pair.localiser_preprocess.target_spacing_mm == 3.0
+    assert pair.localiser_preprocess.normalisation == "foreground"
+    assert preprocess.target_spacing_mm == 1.1 and preprocess.crop_margin_mm == 15.0
+    _, single_preprocess, _ = load_predictor(segmenter)
+    assert single_preprocess == preprocess, "a checkpoint deploys with its run's preprocessing"
+    with pytest.raises(ValueError, match="trained as a segmenter, not a localiser"):
+        load_pair(segmenter, localiser)
