@@ -17,10 +17,10 @@ import math
 import tempfile
 from pathlib import Path
 
-from fetal_keras.cohort import read_cohort
-from fetal_keras.evaluate import evaluate_cohort
-from fetal_keras.model_loading import load_pair, load_predictor
-from fetal_keras.predict import PredictOptions, predict_many
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.deploy.predict import PredictOptions, predict_many
+from fetal_keras.evaluation.evaluate import evaluate_cohort
+from fetal_keras.models.loading import load_pair, load_predictor
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 

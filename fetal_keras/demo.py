@@ -11,19 +11,19 @@ import shutil
 import time
 from pathlib import Path
 
-from fetal_keras.callbacks import VOLUME_DICE
-from fetal_keras.check import CheckOptions, check_cohort
-from fetal_keras.cohort import read_cohort
-from fetal_keras.config import TrainConfig
-from fetal_keras.evaluate import evaluate_cohort, summarize
-from fetal_keras.figures import paper_figures
+from fetal_keras.data.check import CheckOptions, check_cohort
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.data.problems import Severity
+from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
+from fetal_keras.deploy.predict import PredictOptions, predict_many
+from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
+from fetal_keras.figures.paper import paper_figures
 from fetal_keras.files import atomic_output
-from fetal_keras.model_loading import load_predictor
-from fetal_keras.predict import PredictOptions, predict_many
-from fetal_keras.problems import Severity
+from fetal_keras.models.loading import load_predictor
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
-from fetal_keras.splits import SplitSettings, make_splits, write_splits
-from fetal_keras.train import train
+from fetal_keras.training.callbacks import VOLUME_DICE
+from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.train import train
 
 
 def _format(statistic: dict) -> str:

@@ -22,7 +22,7 @@ def main() -> None:
     keras.config.disable_traceback_filtering()
     from conftest import tiny_train_config
 
-    from fetal_keras.train import train
+    from fetal_keras.training.train import train
 
     config = tiny_train_config(train_csv, val_csv, run_dir, steps_per_epoch=3, batch_size=4, seed=3, strategy=mode)
     result = train(config, verbose=0)

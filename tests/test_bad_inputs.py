@@ -245,7 +245,7 @@ def test_unknown_settings_in_a_config_file_are_named(tmp_path, capsys):
 
 @pytest.fixture
 def tiny_model(tmp_path):
-    from fetal_keras.model import build_model
+    from fetal_keras.models.networks import build_model
 
     path = tmp_path / "model.keras"
     build_model("unet", base_filters=2).save(path)
@@ -260,7 +260,7 @@ def test_small_stacks_are_padded_and_predicted_on_their_own_grid(tmp_path, capsy
         capsys, "predict", "--model", tiny_model, "--input", stack, "--out", tmp_path / "out", "--quiet"
     )
     assert code == 0, output
-    from fetal_keras.io import read_stack
+    from fetal_keras.data.io import read_stack
 
     mask = read_stack(tmp_path / "out" / "small_mask.nii.gz")
     assert mask.array.shape == shape and mask.geometry == read_stack(stack).geometry

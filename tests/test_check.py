@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, synthetic_pair, write_volume
 
-from fetal_keras.check import CheckOptions, check_cohort
-from fetal_keras.problems import Severity
+from fetal_keras.data.check import CheckOptions, check_cohort
+from fetal_keras.data.problems import Severity
 
 
 def _defective_cohort(root):

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from fetal_keras.cohort import load_table, read_cohort
+from fetal_keras.data.cohort import load_table, read_cohort
 
 
 def test_relative_paths_resolve_against_the_csv_folder_after_a_move(tmp_path, write_cohort):

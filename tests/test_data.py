@@ -7,15 +7,15 @@ import pytest
 from conftest import write_volume
 from scipy import ndimage
 
-from fetal_keras.augment import AugmentConfig, sampling_points
-from fetal_keras.data import (
+from fetal_keras.data.augment import AugmentConfig, sampling_points
+from fetal_keras.data.pipeline import (
     SamplingConfig,
     patch_dataset,
     read_train_and_validation,
     training_dataset,
     whole_stack_dataset,
 )
-from fetal_keras.preprocess import PreprocessConfig, label_map_preprocess, load_stacks, prepare_stack
+from fetal_keras.data.preprocess import PreprocessConfig, label_map_preprocess, load_stacks, prepare_stack
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.simulate.tissues import Tissue
 
@@ -189,7 +189,7 @@ def test_unlabelled_stacks_cannot_be_sampled(tmp_path, write_cohort):
 def test_white_noise_is_standard_normal():
     import tensorflow as tf
 
-    from fetal_keras.augment import _white_noise
+    from fetal_keras.data.augment import _white_noise
 
     noise = _white_noise(tf.constant([3, 4], tf.int64), tf.constant([50, 3, 64, 63])).numpy()
     assert noise.shape == (50, 3, 64, 63)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fetal_keras.cli.main import main
-from fetal_keras.evaluate import mask_metrics
+from fetal_keras.data.io import read_stack, write_mask
+from fetal_keras.evaluation.evaluate import mask_metrics
 from fetal_keras.files import output_paths
-from fetal_keras.io import read_stack, write_mask
 
 SPACING = (2.0, 1.0, 3.0)  # x, y, z in mm: anisotropic on purpose
 

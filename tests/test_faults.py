@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 from conftest import ThresholdPredictor, synthetic_pair, tiny_train_config, write_volume
 
-from fetal_keras.predict import PredictOptions, predict_many
-from fetal_keras.preprocess import PreprocessConfig
-from fetal_keras.train import RunFolder, train
+from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.predict import PredictOptions, predict_many
+from fetal_keras.training.train import RunFolder, train
 
 
 def _stacks(folder, count):

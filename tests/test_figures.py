@@ -7,18 +7,18 @@ import pandas as pd
 import pytest
 from conftest import synthetic_pair, write_volume
 
-from fetal_keras.explore import describe_cohort, orientation_code
-from fetal_keras.figures import (
+from fetal_keras.data.explore import describe_cohort, orientation_code
+from fetal_keras.evaluation.qc import load_qc_case
+from fetal_keras.figures.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
+from fetal_keras.figures.paper import (
     cohort_views_figure,
     metrics_latex_table,
     metrics_with_cohort,
     paper_figures,
     save_figure,
 )
+from fetal_keras.figures.plots import show_example_panel, show_slice_montage
 from fetal_keras.files import output_paths
-from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
-from fetal_keras.plots import show_example_panel, show_slice_montage
-from fetal_keras.qc import load_qc_case
 
 
 def _metrics(n=6):
@@ -147,7 +147,7 @@ def test_cohort_description_and_views(write_cohort, tmp_path):
 
 
 def test_normalised_intensities_figure_has_a_panel_per_normalisation(tmp_path, write_cohort):
-    from fetal_keras.figures import normalised_intensities_figure
+    from fetal_keras.figures.paper import normalised_intensities_figure
 
     real, simulated = write_cohort(2, folder="real"), write_cohort(2, folder="sim")
     paths = normalised_intensities_figure(real, simulated, tmp_path / "figures", dpi=30)

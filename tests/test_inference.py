@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fetal_keras.inference import (
+from fetal_keras.deploy.inference import (
     pad_in_plane,
     predict_brain_mask,
     predict_brain_probability,

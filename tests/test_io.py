@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, synthetic_pair, write_volume
 
-from fetal_keras.io import StackReadError, read_geometry, read_stack, write_like, write_mask
+from fetal_keras.data.io import StackReadError, read_geometry, read_stack, write_like, write_mask
 
 PERMUTED = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 IMPROPER = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
@@ -161,7 +161,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("fetal_keras.io.copy_spatial_fields", fail)
+    monkeypatch.setattr("fetal_keras.data.io.copy_spatial_fields", fail)
     with pytest.raises(OSError, match="disk full"):
         write_mask(labels > 0, stack.geometry, tmp_path / "m.nii.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.nii.gz"]

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from fetal_keras.labels import brain_mask_from_labels, label_value_problem, parse_label_values
+from fetal_keras.data.labels import brain_mask_from_labels, label_value_problem, parse_label_values
 
 IFIND_LABELS = np.array([[0, 2, 9], [10, 2, 0]], dtype=np.uint8)
 

@@ -7,13 +7,13 @@ import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, ThresholdPredictor, write_volume
 
-from fetal_keras.config import TrainConfig
-from fetal_keras.io import StackGeometry, read_stack
-from fetal_keras.localise import LocalisedSegmenter, head_component, keep_component_at_focus
-from fetal_keras.model import build_model
-from fetal_keras.model_loading import load_pair, load_predictor
-from fetal_keras.predict import PredictOptions, _to_source_grid, predict_many
-from fetal_keras.preprocess import PreprocessConfig, crop_region, prepare_stack
+from fetal_keras.data.io import StackGeometry, read_stack
+from fetal_keras.data.preprocess import PreprocessConfig, crop_region, prepare_stack
+from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
+from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, predict_many
+from fetal_keras.models.loading import load_pair, load_predictor
+from fetal_keras.models.networks import build_model
+from fetal_keras.training.config import TrainConfig
 
 
 def test_crop_region_adds_the_margin_grows_to_the_minimum_and_stays_inside():

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from fetal_keras.losses import LOSSES, SoftDiceLoss, get_loss
-from fetal_keras.metrics import BrainDice, dice_score
+from fetal_keras.models.losses import LOSSES, SoftDiceLoss, get_loss
+from fetal_keras.models.metrics import BrainDice, dice_score
 
 
 def _probabilities(brain):

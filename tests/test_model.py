@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from fetal_keras.model import BilinearUpsamplingKernel, build_model, flops_per_slab, total_stride
+from fetal_keras.models.networks import BilinearUpsamplingKernel, build_model, flops_per_slab, total_stride
 
 DEFAULT_NAME = re.compile(
     r"^(conv3d|conv3d_transpose|batch_normalization|re_lu|add|concatenate|max_pooling3d|activation)(_\d+)?$"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA
 
-from fetal_keras.figures import simulated_vs_real_figure
-from fetal_keras.plots import intensity_window, show_orthogonal_views
+from fetal_keras.figures.paper import simulated_vs_real_figure
+from fetal_keras.figures.plots import intensity_window, show_orthogonal_views
 
 
 def test_orthogonal_views_use_slice_thickness_as_pixel_height():
@@ -38,7 +38,7 @@ def test_simulated_vs_real_figure_writes_png_and_pdf(tmp_path):
 
 
 def test_slice_browser_shows_a_png_per_slice_and_follows_the_slider():
-    from fetal_keras.browser import slice_browser
+    from fetal_keras.figures.browser import slice_browser
 
     rng = np.random.default_rng(0)
     image = rng.normal(size=(5, 32, 40))

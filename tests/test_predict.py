@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 
-from fetal_keras.callbacks import export_saved_model
 from fetal_keras.cli.main import main
-from fetal_keras.io import read_stack
-from fetal_keras.model import build_model
-from fetal_keras.model_loading import SavedModelPredictor, load_predictor, newest_saved_model
-from fetal_keras.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
-from fetal_keras.preprocess import PreprocessConfig
+from fetal_keras.data.io import read_stack
+from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
+from fetal_keras.models.loading import SavedModelPredictor, load_predictor, newest_saved_model
+from fetal_keras.models.networks import build_model
+from fetal_keras.training.callbacks import export_saved_model
 
 
 class LeftBiasedPredictor(ThresholdPredictor):
@@ -144,7 +144,7 @@ def test_sliding_window_option_gives_the_same_probabilities_for_a_voxelwise_mode
 
 def test_a_model_at_a_fixed_spacing_writes_masks_with_the_stacks_header_bit_for_bit(tmp_path):
     """Resampled in-plane for the model and back: the mask carries the stack's NIfTI geometry fields unchanged."""
-    from fetal_keras.nifti1 import _SPATIAL_FIELDS, read_nifti1_header
+    from fetal_keras.data.nifti1 import _SPATIAL_FIELDS, read_nifti1_header
 
     image, labels = synthetic_pair(shape=(5, 40, 36), seed=4)
     stack = write_volume(tmp_path / "in" / "s.nii.gz", image, (0.9, 0.9, 4.0), (1.5, -2.0, 3.0), OBLIQUE)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from conftest import OBLIQUE, synthetic_pair, write_volume
 
-from fetal_keras.cohort import read_cohort
-from fetal_keras.preprocess import (
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.data.preprocess import (
     PreprocessConfig,
     foreground_zscore,
     label_maps_as_images,

@@ -7,8 +7,7 @@ import pytest
 from conftest import synthetic_pair, write_volume
 
 from fetal_keras.cli.main import main
-from fetal_keras.make_pretrained import merged_cohort
-from fetal_keras.pretrained import (
+from fetal_keras.models.pretrained import (
     PRETRAINED_NAME,
     card_checksum,
     card_path,
@@ -16,11 +15,12 @@ from fetal_keras.pretrained import (
     verified_weights,
     weights_path,
 )
+from fetal_keras.training.make_pretrained import merged_cohort
 
 
 def _package(tmp_path, checksum=None):
     """A tiny model packaged like the pretrained one, with a card stating ``checksum`` (default: the right one)."""
-    from fetal_keras.model import build_model
+    from fetal_keras.models.networks import build_model
 
     folder = tmp_path / "weights"
     folder.mkdir()
@@ -50,7 +50,7 @@ def test_qc_figure_outlines_every_third_slice(tmp_path):
     folder = _package(tmp_path)
     image, _ = synthetic_pair(shape=(7, 40, 36))
     stack = write_volume(tmp_path / "real" / "fetus_01.nii.gz", image)
-    from fetal_keras.figures import pretrained_qc_figure
+    from fetal_keras.figures.paper import pretrained_qc_figure
 
     path = pretrained_qc_figure([stack], tmp_path / "figures" / "qc.png", weights_dir=folder, dpi=30)
     assert path.stat().st_size > 1000
@@ -83,7 +83,7 @@ def test_packaged_model_matches_its_card():
 
 @pytest.mark.slow
 def test_packaged_model_segments_a_simulated_stack_from_the_command_line(tmp_path):
-    from fetal_keras.metrics import dice_score
+    from fetal_keras.models.metrics import dice_score
     from fetal_keras.simulate import SimulationSettings, simulate_stack
     from fetal_keras.simulate.cohort import simulate_subject
 
@@ -93,7 +93,7 @@ def test_packaged_model_segments_a_simulated_stack_from_the_command_line(tmp_pat
     assert main(["predict", "--model", "pretrained", "--input", str(image_path), "--out", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert f"sha256 {sha256_of(verified_weights()[0])}" in table.loc[0, "model"]
-    from fetal_keras.io import read_stack
+    from fetal_keras.data.io import read_stack
 
     mask = read_stack(tmp_path / "out" / "stack_mask.nii.gz").array
     assert dice_score(mask > 0, stack.mask > 0) >= DICE_FLOOR

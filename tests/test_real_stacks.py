@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA
 
-from fetal_keras.check import CheckOptions, check_cohort
-from fetal_keras.io import read_stack, write_mask
+from fetal_keras.data.check import CheckOptions, check_cohort
+from fetal_keras.data.io import read_stack, write_mask
 
 REAL_STACKS = ["fetus_03.nii.gz", "fetus_04.nii.gz"]
 

@@ -104,7 +104,7 @@ def test_invalid_render_ranges_are_refused(changes):
 
 
 def test_air_stays_dark_and_foreground_normalisation_matches_deploys():
-    from fetal_keras.preprocess import foreground_zscore
+    from fetal_keras.data.preprocess import foreground_zscore
 
     tissue = _tissue_slabs(8).numpy()
     tissue[:, :, :, :6] = Tissue.AIR  # air at the edge of the field of view

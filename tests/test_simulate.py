@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from fetal_keras.check import check_cohort
-from fetal_keras.io import read_stack
+from fetal_keras.data.check import check_cohort
+from fetal_keras.data.io import read_stack
 from fetal_keras.simulate import PRESETS, SimulationSettings, simulate_cohort, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 from fetal_keras.simulate.growth import biparietal_diameter_mm
@@ -114,6 +114,9 @@ def test_tissue_labels_show_the_same_anatomy_as_the_image_and_mask(stacks):
         assert set(np.unique(stack.tissue_labels)) <= {int(tissue) for tissue in Tissue}
         brain = np.isin(stack.tissue_labels, [int(tissue) for tissue in BRAIN_TISSUES])
         assert 2 * (brain & (stack.mask == 1)).sum() / (brain.sum() + stack.mask.sum()) > 0.9
+        csf, skull = stack.tissue_labels == Tissue.EXTRA_AXIAL_CSF, stack.tissue_labels == Tissue.SKULL
+        assert stack.mask[csf].mean() > 0.8, "the mask is the intracranial volume: it holds the extra-axial CSF"
+        assert stack.mask[skull].mean() < 0.2, "and stops at the skull"
         fluid = stack.tissue_labels == Tissue.AMNIOTIC_FLUID
         maternal_muscle = stack.tissue_labels == Tissue.MATERNAL_MUSCLE
         if fluid.sum() > 100 and maternal_muscle.sum() > 100:

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from fetal_keras.cohort import read_cohort
-from fetal_keras.splits import SplitSettings, ensure_disjoint, load_split, make_splits, subject_ids, write_splits
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.data.splits import SplitSettings, ensure_disjoint, load_split, make_splits, subject_ids, write_splits
 
 
 def _bids_cohort(write_cohort, subjects=10, runs=3):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import synthetic_pair, write_volume
 
-from fetal_keras.io import read_geometry
-from fetal_keras.preprocess import PreprocessConfig, load_stacks, prepare_stack, prepared_shape
-from fetal_keras.stack_bank import build_stack_bank, load_stack_bank
+from fetal_keras.data.io import read_geometry
+from fetal_keras.data.preprocess import PreprocessConfig, load_stacks, prepare_stack, prepared_shape
+from fetal_keras.data.stack_bank import build_stack_bank, load_stack_bank
 
 
 @pytest.mark.parametrize("config", [PreprocessConfig(), PreprocessConfig(target_spacing_mm=0.7, min_shape=(1, 8, 8))])

@@ -14,10 +14,10 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_train_config
 
-from fetal_keras.callbacks import export_saved_model
-from fetal_keras.config import TrainConfig
-from fetal_keras.model import build_model
-from fetal_keras.train import RunFolder, train
+from fetal_keras.models.networks import build_model
+from fetal_keras.training.callbacks import export_saved_model
+from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.train import RunFolder, train
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from fetal_keras.check import PURPOSES, CheckOptions, check_cohort
+from fetal_keras.data.check import PURPOSES, CheckOptions, check_cohort
+from fetal_keras.data.labels import parse_label_values
+from fetal_keras.data.problems import Severity
 from fetal_keras.files import atomic_output
-from fetal_keras.labels import parse_label_values
-from fetal_keras.problems import Severity
 
 
 def add_parser(subparsers) -> None:

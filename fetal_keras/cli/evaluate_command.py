@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from fetal_keras.evaluate import evaluate_cohort, summarize
+from fetal_keras.data.labels import parse_label_values
+from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
 from fetal_keras.files import atomic_output, ensure_not_input
-from fetal_keras.labels import parse_label_values
 
 
 def add_parser(subparsers) -> None:

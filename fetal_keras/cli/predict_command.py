@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.files import id_from_filename
 
 
@@ -61,8 +61,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``."""
-    from fetal_keras.model_loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
-    from fetal_keras.predict import PredictOptions, predict_many
+    from fetal_keras.deploy.predict import PredictOptions, predict_many
+    from fetal_keras.models.loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
 
     if args.csv:
         table = read_cohort(args.csv)

@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
-    from fetal_keras.make_pretrained import PretrainedRecipe
+    from fetal_keras.training.make_pretrained import PretrainedRecipe
 
     defaults = PretrainedRecipe()
     parser = subparsers.add_parser(
@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     """Make the pretrained model, or its QC figure."""
     from pathlib import Path
 
-    from fetal_keras.make_pretrained import PretrainedRecipe, make_pretrained
-    from fetal_keras.pretrained import WEIGHTS_DIR
+    from fetal_keras.models.pretrained import WEIGHTS_DIR
+    from fetal_keras.training.make_pretrained import PretrainedRecipe, make_pretrained
 
     weights_dir = Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     if args.qc_figure:
-        from fetal_keras.figures import pretrained_qc_figure
+        from fetal_keras.figures.paper import pretrained_qc_figure
 
         path = pretrained_qc_figure(args.qc_figure, args.figure, weights_dir=weights_dir)
         print(f"QC figure: {path}")

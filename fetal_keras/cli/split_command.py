@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from fetal_keras.cohort import read_cohort
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.files import ensure_not_input
-from fetal_keras.splits import SplitSettings, make_splits, write_splits
 
 
 def add_parser(subparsers) -> None:

@@ -15,8 +15,8 @@ from fetal_keras.choices import (
     STRATEGIES,
     TASKS,
 )
-from fetal_keras.config import TrainConfig
-from fetal_keras.labels import parse_label_values
+from fetal_keras.data.labels import parse_label_values
+from fetal_keras.training.config import TrainConfig
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
 
@@ -105,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``train``."""
-    from fetal_keras.train import train  # TensorFlow is imported only for the commands that need it
+    from fetal_keras.training.train import train  # TensorFlow is imported only for the commands that need it
 
     train(config_from_args(args), verbose=2 if args.quiet else "auto")
     return 0

@@ -11,7 +11,7 @@ so batch k is reproducible and a notebook can show every step (``render_steps``)
    plus within-label voxel noise.
 4. ``gaussian_blur``: in-plane resolution loss.
 5. ``normalise``: per slab, the rule deploy applies to whole stacks (z-score, or z-score over the foreground); the
-   acquisition's bias field, gamma, noise and slice drop-out follow in ``fetal_keras.augment.intensity``, as for
+   acquisition's bias field, gamma, noise and slice drop-out follow in ``fetal_keras.data.augment.intensity``, as for
    pre-rendered images.
 
 Labels are the simulator's ``Tissue`` values (``[batch, 3, y, x]`` int32); blobs take labels ``len(Tissue)``
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from fetal_keras.preprocess import FOREGROUND_CLIP, FOREGROUND_FRACTION
+from fetal_keras.data.preprocess import FOREGROUND_CLIP, FOREGROUND_FRACTION
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.rendering.fields import blob_partition, gaussian_blur, smooth_noise
 from fetal_keras.simulate.tissues import T2_SIGNAL, Tissue
@@ -87,7 +87,7 @@ def paint_labels(labels: tf.Tensor, means: tf.Tensor, seed: tf.Tensor, config: R
 
 def normalise(image: tf.Tensor, method: str) -> tf.Tensor:
     """Each slab of ``image [b, ...]`` normalised as deploy normalises whole stacks
-    (``fetal_keras.preprocess.normalise_intensity``): ``"zscore"`` over the slab, or ``"foreground"``: z-score
+    (``fetal_keras.data.preprocess.normalise_intensity``): ``"zscore"`` over the slab, or ``"foreground"``: z-score
     over the pixels brighter than ``FOREGROUND_FRACTION`` of the slab's 99.5th percentile, clipped."""
     shape = tf.shape(image)
     flat = tf.reshape(image, tf.stack([shape[0], -1]))

@@ -19,8 +19,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fetal_keras import __version__
+from fetal_keras.data.io import StackGeometry, write_like
 from fetal_keras.files import atomic_output
-from fetal_keras.io import StackGeometry, write_like
 from fetal_keras.simulate.acquisition import ORIENTATIONS, StackPlan, acquire, plan_stack
 from fetal_keras.simulate.artefacts import apply_artefacts, draw_artefacts
 from fetal_keras.simulate.growth import draw_head_biometry
@@ -111,7 +111,7 @@ class SimulatedStack:
 
     @property
     def geometry(self) -> StackGeometry:
-        """The grid as fetal_keras.io describes it."""
+        """The grid as fetal_keras.data.io describes it."""
         return StackGeometry(
             size=self.plan.size,
             spacing_mm=self.plan.spacing_mm,
@@ -276,8 +276,8 @@ def simulate_cohort(
         "seeding": "numpy SeedSequence(settings.seed, spawn_key=(subject, 0)) for a subject's anatomy, "
         "(subject, stack + 1) for each stack",
         "tissue_labels": {tissue.name: int(tissue) for tissue in Tissue},
-        "brain_mask": "fetal brain parenchyma (cortex, white matter, deep grey, germinal matrix) and ventricles; "
-        "excludes extra-axial CSF, skull and scalp; brain fraction over the slice profile >= 0.5",
+        "brain_mask": "intracranial volume: fetal brain parenchyma (cortex, white matter, deep grey, germinal "
+        "matrix), ventricles and extra-axial CSF; excludes skull and scalp; brain fraction over the slice profile >= 0.5",
         "subjects": [subject_record for _, subject_record in results],
     }
     with atomic_output(out_dir / "simulation.json") as temporary:

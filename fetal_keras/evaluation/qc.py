@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.io import read_stack
+from fetal_keras.data.labels import read_brain_mask
 from fetal_keras.files import output_paths
-from fetal_keras.io import read_stack
-from fetal_keras.labels import read_brain_mask
 
 
 @dataclass(frozen=True)

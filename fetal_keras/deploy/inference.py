@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from fetal_keras.model import total_stride
+from fetal_keras.models.networks import total_stride
 
 
 def pad_in_plane(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -37,8 +37,8 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, sla
 
     Args:
         model: a slab model (``[b, 3, y, x, 1]`` -> ``[b, 3, y, x, 2]`` softmax): a Keras model, or any callable
-            with a ``stride`` attribute (e.g. ``fetal_keras.model_loading.SavedModelPredictor``).
-        image: ``[z, y, x]`` whitened stack (as ``fetal_keras.preprocess`` prepares it), any size.
+            with a ``stride`` attribute (e.g. ``fetal_keras.models.loading.SavedModelPredictor``).
+        image: ``[z, y, x]`` whitened stack (as ``fetal_keras.data.preprocess`` prepares it), any size.
         batch_size: slabs per forward pass.
         slab_step: 1 (a slab around every slice, averaged) or 3 (non-overlapping slabs, about 3x faster).
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from fetal_keras.files import atomic_output
-from fetal_keras.nifti1 import (
+from fetal_keras.data.nifti1 import (
     NIFTI1_HEADER_BYTES,
     copy_spatial_fields,
     nonfinite_counts,
@@ -25,6 +24,7 @@ from fetal_keras.nifti1 import (
     spacing_problem,
     truncation_problem,
 )
+from fetal_keras.files import atomic_output
 
 
 class StackReadError(ValueError):
@@ -221,7 +221,7 @@ def write_like(array: np.ndarray, geometry: StackGeometry, path: str | Path) -> 
     """Write a ``[z, y, x]`` array as an image on ``geometry``'s grid, atomically.
 
     For NIfTI-1 stacks the mask gets the stack's own geometry header fields byte for byte (see
-    ``fetal_keras.nifti1``), so size, spacing, origin, direction and qform/sform codes read back
+    ``fetal_keras.data.nifti1``), so size, spacing, origin, direction and qform/sform codes read back
     identical. Other formats are written by SimpleITK with the same spacing, origin and direction.
 
     Args:

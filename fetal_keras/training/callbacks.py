@@ -1,6 +1,6 @@
 """Training callbacks: whole-volume validation Dice, TensorBoard slice images, a time budget, SavedModel export.
 
-Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRestore`` (see ``fetal_keras.train``).
+Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRestore`` (see ``fetal_keras.training.train``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from fetal_keras.inference import predict_brain_probability
-from fetal_keras.metrics import dice_score
-from fetal_keras.model import total_stride
-from fetal_keras.preprocess import PreparedStack
+from fetal_keras.data.preprocess import PreparedStack
+from fetal_keras.deploy.inference import predict_brain_probability
+from fetal_keras.models.metrics import dice_score
+from fetal_keras.models.networks import total_stride
 
 VOLUME_DICE = "val_volume_dice"
 
@@ -36,7 +36,7 @@ def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size:
 class WholeVolumeDice(keras.callbacks.Callback):
     """Mean Dice over whole validation stacks, predicted with the deploy code, as ``logs["val_volume_dice"]``.
 
-    Each stack is segmented whole (``fetal_keras.inference``); its Dice is computed on the stack's grid and the
+    Each stack is segmented whole (``fetal_keras.deploy.inference``); its Dice is computed on the stack's grid and the
     mean over stacks is logged (macro average; an empty truth and empty prediction count as 1.0). It runs every
     ``every`` epochs and on the last; in between the key holds NaN, so ``history.csv`` keeps its column from the
     first epoch and the best-model checkpoint only compares measured epochs.
@@ -120,7 +120,7 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class LiveHistoryPlot(keras.callbacks.Callback):
-    """Redraw the Dice curves (``fetal_keras.metric_plots.plot_training_curves``) in a notebook after every epoch."""
+    """Redraw the Dice curves (``fetal_keras.figures.metric_plots.plot_training_curves``) in a notebook after every epoch."""
 
     def __init__(self, history_csv: str | Path | None = None):
         """``history_csv``: the run's ``history.csv``, so a resumed run shows its earlier epochs too."""
@@ -137,7 +137,7 @@ class LiveHistoryPlot(keras.callbacks.Callback):
         import matplotlib.pyplot as plt
         from IPython.display import clear_output, display
 
-        from fetal_keras.metric_plots import plot_training_curves
+        from fetal_keras.figures.metric_plots import plot_training_curves
 
         self.rows = [row for row in self.rows if row.get("epoch") != epoch] + [{"epoch": epoch, **(logs or {})}]
         figure = plot_training_curves(pd.DataFrame(self.rows))

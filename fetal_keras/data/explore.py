@@ -10,9 +10,9 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.io import read_stack
-from fetal_keras.labels import read_brain_mask
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.io import read_stack
+from fetal_keras.data.labels import read_brain_mask
 
 
 def orientation_code(direction: tuple[float, ...]) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from fetal_keras.plots import draw_slice
+from fetal_keras.figures.plots import draw_slice
 
 
 def slice_png(

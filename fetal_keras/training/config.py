@@ -110,7 +110,7 @@ class TrainConfig:
     @property
     def augment(self):
         """The ``AugmentConfig`` this config names."""
-        from fetal_keras.augment import AugmentConfig  # TensorFlow only when training
+        from fetal_keras.data.augment import AugmentConfig  # TensorFlow only when training
 
         return {"default": AugmentConfig(), "original": AugmentConfig.original(), "none": AugmentConfig.none()}[
             self.augmentation
@@ -126,7 +126,7 @@ class TrainConfig:
     @property
     def preprocess(self):
         """The ``PreprocessConfig`` of every stack this run trains on, and that its model must be deployed with."""
-        from fetal_keras.preprocess import PreprocessConfig
+        from fetal_keras.data.preprocess import PreprocessConfig
 
         return PreprocessConfig(
             self.clip_percentiles,

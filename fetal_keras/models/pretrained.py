@@ -1,6 +1,6 @@
 """The pretrained brain-masking model shipped in ``fetal_keras/weights/``, checked against its model card on load.
 
-``fetal-keras predict --model pretrained`` (and :func:`fetal_keras.model_loading.load_predictor` with
+``fetal-keras predict --model pretrained`` (and :func:`fetal_keras.models.loading.load_predictor` with
 ``"pretrained"``) use it. The weights were trained only on simulated stacks (``fetal-keras pretrained`` /
 ``make pretrained`` re-creates them); their card ``<name>.md`` records how, and their SHA-256.
 """
@@ -11,7 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PRETRAINED_NAME = "fetal_unet_sim_v1"
 PRETRAINED_SPEC = "pretrained"
 _CHECKSUM_LINE = re.compile(r"SHA-256[^0-9a-f]*([0-9a-f]{64})")

@@ -11,20 +11,20 @@ import tensorflow as tf
 
 # Imported for their registrations: a .keras file names fetal_keras' custom layers, initialisers, losses and
 # metrics, and Keras finds them only once their modules have run (a fresh process has not imported them).
-import fetal_keras.losses
-import fetal_keras.metrics
-import fetal_keras.model  # noqa: F401
-from fetal_keras.callbacks import SAVED_MODEL_INFO
-from fetal_keras.config import TrainConfig
-from fetal_keras.localise import LocalisedSegmenter
-from fetal_keras.preprocess import PreprocessConfig
-from fetal_keras.pretrained import PRETRAINED_NAME, PRETRAINED_SPEC, verified_weights
+import fetal_keras.models.losses
+import fetal_keras.models.metrics
+import fetal_keras.models.networks  # noqa: F401
+from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.localise import LocalisedSegmenter
+from fetal_keras.models.pretrained import PRETRAINED_NAME, PRETRAINED_SPEC, verified_weights
+from fetal_keras.training.callbacks import SAVED_MODEL_INFO
+from fetal_keras.training.config import TrainConfig
 
 DEFAULT_STRIDE = 8
 
 
 class SavedModelPredictor:
-    """An exported SavedModel used like a Keras model by ``fetal_keras.inference``."""
+    """An exported SavedModel used like a Keras model by ``fetal_keras.deploy.inference``."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -106,7 +106,7 @@ def _load_single(spec: str | Path):
 
 
 def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
-    """A localiser and a segmenter to deploy together (``fetal_keras.localise``).
+    """A localiser and a segmenter to deploy together (``fetal_keras.deploy.localise``).
 
     Returns:
         (``LocalisedSegmenter``, the segmenter's preprocessing, description), as :func:`load_predictor`.
@@ -116,7 +116,10 @@ def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
     """
     localiser, localiser_preprocess, localiser_description, localiser_task = _load_single(localiser_spec)
     segmenter, preprocess, segmenter_description, segmenter_task = _load_single(segmenter_spec)
-    for role, spec, task in (("localiser", localiser_spec, localiser_task), ("segmenter", segmenter_spec, segmenter_task)):
+    for role, spec, task in (
+        ("localiser", localiser_spec, localiser_task),
+        ("segmenter", segmenter_spec, segmenter_task),
+    ):
         if task not in (role, "whole"):
             raise ValueError(f"{spec} was trained as a {task}, not a {role} (its config.json says task {task!r}).")
     description = f"localiser {localiser_description} + segmenter {segmenter_description}"

@@ -20,12 +20,12 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from fetal_keras.check import CheckOptions, image_problems
 from fetal_keras.choices import NORMALISATIONS
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, LABELS_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.io import StackGeometry, read_stack
-from fetal_keras.labels import brain_mask_from_labels, label_value_problem
-from fetal_keras.problems import Severity
+from fetal_keras.data.check import CheckOptions, image_problems
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, LABELS_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.io import StackGeometry, read_stack
+from fetal_keras.data.labels import brain_mask_from_labels, label_value_problem
+from fetal_keras.data.problems import Severity
 
 FOREGROUND_FRACTION = 0.05
 FOREGROUND_CLIP = 5.0

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fetal_keras.callbacks import VOLUME_DICE
+from fetal_keras.training.callbacks import VOLUME_DICE
 
 
 def plot_training_curves(history: pd.DataFrame, ax: plt.Axes | None = None) -> Figure:

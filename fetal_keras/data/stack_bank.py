@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from fetal_keras.cohort import IMAGE_COLUMN, read_cohort
-from fetal_keras.io import read_geometry
-from fetal_keras.preprocess import PreparedStack, PreprocessConfig, iter_prepared, prepared_shape
+from fetal_keras.data.cohort import IMAGE_COLUMN, read_cohort
+from fetal_keras.data.io import read_geometry
+from fetal_keras.data.preprocess import PreparedStack, PreprocessConfig, iter_prepared, prepared_shape
 
 
 @dataclass(frozen=True)

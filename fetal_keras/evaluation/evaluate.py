@@ -20,10 +20,10 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from fetal_keras.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.io import read_stack
+from fetal_keras.data.labels import brain_mask_from_labels
 from fetal_keras.files import output_paths
-from fetal_keras.io import read_stack
-from fetal_keras.labels import brain_mask_from_labels
 
 METRIC_COLUMNS = (
     "dice",

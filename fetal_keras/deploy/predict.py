@@ -1,7 +1,7 @@
 """Deploy: segment whole stacks, write masks with the stack's exact header, and per-stack QC in ``predictions.csv``.
 
-For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.inference``)
-(with a localiser + segmenter pair, ``fetal_keras.localise``: the segmenter's crop around the localiser's head),
+For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.deploy.inference``)
+(with a localiser + segmenter pair, ``fetal_keras.deploy.localise``: the segmenter's crop around the localiser's head),
 optional test-time augmentation (in-plane flips, optionally transposes; probabilities averaged, their standard
 deviation across the variants written as ``<id>_uncertainty.nii.gz``), optional post-processing (largest 3D
 connected component, then hole filling, with SimpleITK), and per-slice QC flags: slices whose mask area jumps
@@ -20,11 +20,11 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from fetal_keras.data.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
+from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
+from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
+from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.files import atomic_output, ensure_not_input, output_paths
-from fetal_keras.inference import predict_brain_probability, predict_sliding_window
-from fetal_keras.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
-from fetal_keras.localise import LocalisedSegmenter, head_component, keep_component_at_focus
-from fetal_keras.preprocess import PreprocessConfig, prepare_stack
 
 PREDICTION_COLUMNS = (
     "iFIND_id",
@@ -138,7 +138,7 @@ def _to_source_grid(array: np.ndarray, grid: StackGeometry, source: StackGeometr
 
 
 def locate_head(pair: LocalisedSegmenter, stack_id: str, path: str | Path, options: PredictOptions) -> np.ndarray:
-    """The localiser's head (``fetal_keras.localise.head_component``) on the stack's own grid, uint8 ``[z, y, x]``."""
+    """The localiser's head (``fetal_keras.deploy.localise.head_component``) on the stack's own grid, uint8 ``[z, y, x]``."""
     prepared = prepare_stack(stack_id, path, None, pair.localiser_preprocess)
     probability, _ = stack_probability(pair.localiser, prepared.unpadded_image, options)
     head = head_component(probability, prepared.geometry.spacing_mm[::-1])
@@ -150,7 +150,7 @@ def predict_stack(
 ) -> dict:
     """Segment one stack and write its outputs; return its ``predictions.csv`` row (without model and error).
 
-    ``predictor`` is a single model, or a :class:`~fetal_keras.localise.LocalisedSegmenter` pair whose segmenter
+    ``predictor`` is a single model, or a :class:`~fetal_keras.deploy.localise.LocalisedSegmenter` pair whose segmenter
     was trained with ``preprocess``.
     """
     start = time.perf_counter()

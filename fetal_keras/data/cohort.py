@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fetal_keras.problems import Problem, Severity, raise_for_errors
+from fetal_keras.data.problems import Problem, Severity, raise_for_errors
 
 ID_COLUMN = "iFIND_id"
 IMAGE_COLUMN = "image"
@@ -116,7 +116,7 @@ def file_problems(table: pd.DataFrame, csv_path: str | Path) -> list[Problem]:
 def read_cohort(csv_path: str | Path, require_segmentation: bool = False) -> pd.DataFrame:
     """Read a cohort CSV and refuse it, listing every problem at once, if any row is unusable.
 
-    Only the table and file existence are checked here; ``fetal_keras.check`` also opens every file.
+    Only the table and file existence are checked here; ``fetal_keras.data.check`` also opens every file.
 
     Args:
         csv_path: the cohort CSV (``iFIND_id,image,segmentation``, extra columns kept).

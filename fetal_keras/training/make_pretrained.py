@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.config import TrainConfig, provenance
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.files import atomic_output
-from fetal_keras.pretrained import PRETRAINED_NAME, WEIGHTS_DIR, card_path, sha256_of, weights_path
+from fetal_keras.models.pretrained import PRETRAINED_NAME, WEIGHTS_DIR, card_path, sha256_of, weights_path
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
-from fetal_keras.splits import SplitSettings, make_splits, write_splits
+from fetal_keras.training.config import TrainConfig, provenance
 
 KNOWN_LIMITS = """\
 - Trained only on simulated stacks: the simulator's maternal anatomy is cartoon-like, its fetal face and limbs are
@@ -134,7 +134,7 @@ def _card(name: str, recipe: PretrainedRecipe, config: TrainConfig, facts: dict)
 
 Default `unet` preset of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent whole slices -> softmax
 brain probability), packaged as `{name}.keras` without optimizer state. Input: a stack whitened as
-`fetal_keras.preprocess` does (native grid, whole-volume z-score). Use it with
+`fetal_keras.data.preprocess` does (native grid, whole-volume z-score). Use it with
 `fetal-keras predict --model pretrained --input STACK --out DIR`.
 
 - SHA-256: `{facts["sha256"]}`
@@ -198,12 +198,12 @@ def make_pretrained(
     """
     import keras
 
-    from fetal_keras.callbacks import whole_volume_dice_scores
-    from fetal_keras.evaluate import evaluate_cohort, summarize
-    from fetal_keras.model import build_model
-    from fetal_keras.predict import PredictOptions, predict_many
-    from fetal_keras.preprocess import PreprocessConfig, load_stacks
-    from fetal_keras.train import RunFolder, train
+    from fetal_keras.data.preprocess import PreprocessConfig, load_stacks
+    from fetal_keras.deploy.predict import PredictOptions, predict_many
+    from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
+    from fetal_keras.models.networks import build_model
+    from fetal_keras.training.callbacks import whole_volume_dice_scores
+    from fetal_keras.training.train import RunFolder, train
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

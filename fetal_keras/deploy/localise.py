@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from fetal_keras.preprocess import PreprocessConfig
+from fetal_keras.data.preprocess import PreprocessConfig
 
 # Fetal brain volume from 18 to 40 weeks is about 30-500 ml; a coarse mask of it may be smaller or larger.
 PLAUSIBLE_HEAD_ML = (5.0, 900.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fetal_keras.io import read_stack
+from fetal_keras.data.io import read_stack
 
 
 def parse_label_values(text: str | None) -> tuple[int, ...] | None:

@@ -1,9 +1,9 @@
 """``tf.data`` pipelines of ``[3, 128, 128]`` slabs (3 adjacent slices as depth) from prepared stacks.
 
-Stacks are decoded and preprocessed once (``fetal_keras.preprocess``) and held in memory as one flat float16
+Stacks are decoded and preprocessed once (``fetal_keras.data.preprocess``) and held in memory as one flat float16
 image tensor and one uint8 label tensor. Each batch is drawn by vectorised TensorFlow ops only: pick stacks and
 slab centres (class-balanced: a fraction centred on a random brain voxel, the rest on background), compute the
-augmented sampling points (``fetal_keras.augment``), gather image (bilinear) and labels (nearest) there, then
+augmented sampling points (``fetal_keras.data.augment``), gather image (bilinear) and labels (nearest) there, then
 augment intensities. Batch ``k`` depends only on ``(seed, k)``, so datasets are reproducible whatever the
 parallelism.
 
@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from fetal_keras.augment import AugmentConfig, intensity, sampling_points
-from fetal_keras.cohort import read_cohort
-from fetal_keras.preprocess import PreparedStack
+from fetal_keras.data.augment import AugmentConfig, intensity, sampling_points
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.data.preprocess import PreparedStack
+from fetal_keras.data.splits import ensure_disjoint
+from fetal_keras.data.stack_bank import StackBank, build_stack_bank
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.rendering.label_to_image import render_slabs
-from fetal_keras.splits import ensure_disjoint
-from fetal_keras.stack_bank import StackBank, build_stack_bank
 
 
 @dataclass(frozen=True)

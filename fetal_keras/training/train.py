@@ -17,15 +17,15 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fetal_keras.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
-from fetal_keras.config import TrainConfig
-from fetal_keras.data import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
-from fetal_keras.distributed_fit import fit_with_strategy_run
-from fetal_keras.losses import get_loss
-from fetal_keras.metrics import BrainDice
-from fetal_keras.model import build_model
-from fetal_keras.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
-from fetal_keras.stack_bank import load_stack_bank
+from fetal_keras.data.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
+from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
+from fetal_keras.data.stack_bank import load_stack_bank
+from fetal_keras.models.losses import get_loss
+from fetal_keras.models.metrics import BrainDice
+from fetal_keras.models.networks import build_model
+from fetal_keras.training.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
+from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.distributed_fit import fit_with_strategy_run
 
 
 class RunFolder:

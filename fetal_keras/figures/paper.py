@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 
 from fetal_keras.choices import NORMALISATIONS
-from fetal_keras.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.io import read_stack
+from fetal_keras.data.labels import read_brain_mask
+from fetal_keras.data.preprocess import PreprocessConfig, normalise_intensity
+from fetal_keras.evaluation.qc import load_qc_case
+from fetal_keras.figures.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
+from fetal_keras.figures.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
 from fetal_keras.files import atomic_output, id_from_filename, output_paths
-from fetal_keras.io import read_stack
-from fetal_keras.labels import read_brain_mask
-from fetal_keras.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
-from fetal_keras.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
-from fetal_keras.preprocess import PreprocessConfig, normalise_intensity
-from fetal_keras.pretrained import WEIGHTS_DIR, verified_weights
-from fetal_keras.qc import load_qc_case
+from fetal_keras.models.pretrained import WEIGHTS_DIR, verified_weights
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
@@ -204,9 +204,9 @@ def pretrained_qc_figure(
         every: slice step.
         dpi: resolution (small by default: the figure is committed).
     """
-    from fetal_keras.model_loading import load_keras_file
-    from fetal_keras.predict import PredictOptions, predict_many
-    from fetal_keras.preprocess import PreprocessConfig
+    from fetal_keras.data.preprocess import PreprocessConfig
+    from fetal_keras.deploy.predict import PredictOptions, predict_many
+    from fetal_keras.models.loading import load_keras_file
 
     weights, sha256 = verified_weights(weights_dir=weights_dir)
     model = load_keras_file(weights)

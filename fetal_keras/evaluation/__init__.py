@@ -1,0 +1,1 @@
+"""Evaluation: overlap and distance metrics against reference masks, and QC cases."""

@@ -1,0 +1,1 @@
+"""Figures: orthogonal views, metric plots, paper figures and the notebook slice browser."""

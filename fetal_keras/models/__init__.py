@@ -1,0 +1,1 @@
+"""Models: the networks, losses, metrics, loading for inference and the packaged pretrained weights."""
