@@ -1,3 +1,5 @@
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,14 +10,17 @@ from conftest import synthetic_pair, write_volume
 
 from fetal_keras.cli.main import main
 from fetal_keras.models.pretrained import (
+    PAIR_NAME,
+    PAIR_ROLES,
     PRETRAINED_NAME,
     card_checksum,
     card_path,
+    packaged_name,
     sha256_of,
+    verified_pair,
     verified_weights,
     weights_path,
 )
-from fetal_keras.training.make_pretrained import merged_cohort
 
 
 def _package(tmp_path, checksum=None):
@@ -48,30 +53,43 @@ def test_weights_are_used_only_when_their_checksum_matches_the_card(tmp_path):
 
 def test_qc_figure_outlines_every_third_slice(tmp_path):
     folder = _package(tmp_path)
-    image, _ = synthetic_pair(shape=(7, 40, 36))
+    image, labels = synthetic_pair(shape=(7, 40, 36))
     stack = write_volume(tmp_path / "real" / "fetus_01.nii.gz", image)
     from fetal_keras.figures.paper import pretrained_qc_figure
 
-    path = pretrained_qc_figure([stack], tmp_path / "figures" / "qc.png", weights_dir=folder, dpi=30)
+    truth = write_volume(tmp_path / "real" / "fetus_01_mask.nii.gz", labels)
+    model = weights_path(weights_dir=folder)
+    path = pretrained_qc_figure([stack], tmp_path / "figures" / "qc.png", model, {str(stack): truth}, dpi=30)
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="missing.nii.gz"):
-        pretrained_qc_figure([tmp_path / "missing.nii.gz"], tmp_path / "figures" / "qc2.png", weights_dir=folder)
+        pretrained_qc_figure([tmp_path / "missing.nii.gz"], tmp_path / "figures" / "qc2.png", model)
 
 
-def test_simulated_cohorts_merge_with_prefixed_ids_and_paths(tmp_path):
-    parts = {}
-    for prefix in ("t2", "dr"):
-        folder = tmp_path / f"cohort_{prefix}"
-        folder.mkdir()
-        pd.DataFrame(
-            {"iFIND_id": ["sub-000_a"], "image": ["images/a.nii.gz"], "segmentation": ["segmentations/a.nii.gz"]}
-            | {"subject": ["sub-000"]}
-        ).to_csv(folder / "cohort.csv", index=False)
-        parts[prefix] = folder / "cohort.csv"
-    merged = pd.read_csv(merged_cohort(parts, tmp_path / "cohort.csv"))
-    assert list(merged["iFIND_id"]) == ["t2-sub-000_a", "dr-sub-000_a"]
-    assert list(merged["subject"]) == ["t2-sub-000", "dr-sub-000"]
-    assert list(merged["image"]) == ["cohort_t2/images/a.nii.gz", "cohort_dr/images/a.nii.gz"]
+def test_pretrained_names_each_packaged_model_and_refuses_unknown_versions():
+    assert packaged_name("pretrained") == PRETRAINED_NAME
+    assert packaged_name("pretrained:v1") == "fetal_unet_sim_v1" and packaged_name("pretrained:v2") == PAIR_NAME
+    assert packaged_name("runs/pretrained") is None
+    with pytest.raises(ValueError, match="pretrained:v1"):
+        packaged_name("pretrained:v9")
+
+
+@pytest.mark.slow
+def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_path):
+    """The whole ``fetal-keras pretrained`` recipe at toy scale: both roles packaged, checksums in the card."""
+    weights = tmp_path / "weights"
+    arguments = ["pretrained", "--work-dir", str(tmp_path / "work"), "--weights-dir", str(weights), "--subjects", "3"]
+    arguments += ["--preset", "small", "--localiser-epochs", "1", "--segmenter-epochs", "1", "--steps-per-epoch", "1"]
+    assert main(arguments + ["--workers", "1", "--real-csv", str(tmp_path / "absent.csv")]) == 0
+    folder, checksums = verified_pair(weights_dir=weights)
+    card = card_path(PAIR_NAME, weights).read_text()
+    assert all(checksum in card for checksum in checksums.values()) and "Not measured" in card
+    configs = {role: json.loads((folder / role / "config.json").read_text())["config"] for role in PAIR_ROLES}
+    assert configs["localiser"]["task"] == "localiser" and configs["segmenter"]["crop_margin_mm"] == 20.0
+    assert configs["segmenter"]["image_source"] == "labels"
+    with open(folder / "segmenter" / "model.keras", "ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ValueError, match="segmenter/model.keras has SHA-256"):
+        verified_pair(weights_dir=weights)
 
 
 def test_packaged_model_matches_its_card():

@@ -1,8 +1,11 @@
-"""``fetal-keras pretrained``: re-create the packaged pretrained model from the simulator, and its QC figure."""
+"""``fetal-keras pretrained``: re-create the packaged localiser + segmenter pair from the simulator, and its QC figure."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 
 
 def add_parser(subparsers) -> None:
@@ -12,34 +15,44 @@ def add_parser(subparsers) -> None:
     defaults = PretrainedRecipe()
     parser = subparsers.add_parser(
         "pretrained",
-        help="re-create the packaged pretrained model from simulated stacks (about 1.5 h on 2 CPU cores)",
-        description="Simulate a training cohort (T2 and domain-randomised contrast), train the default model, select "
-        "it on simulated validation stacks, test it on simulated test stacks, and write fetal_keras/weights/<name>.keras "
-        "and its model card <name>.md. Rerunning reuses what an interrupted call left in --work-dir. With --qc-figure, "
-        "only draw the packaged model's masks on real stacks.",
+        help="re-create the packaged localiser + segmenter pair from simulated stacks (about 2 h on 2 CPU cores)",
+        description="Simulate a training cohort with tissue label maps, train a localiser and a segmenter on images "
+        "rendered from the label maps with random contrasts, select each on simulated validation stacks, test the pair "
+        "on simulated test stacks (and measure it on real labelled stacks when present, never training on them), and "
+        "write fetal_keras/weights/<name>/ and its model card <name>.md. Rerunning reuses what an interrupted call left "
+        "in --work-dir. With --qc-figure, only draw the packaged model's masks on real stacks.",
     )
     parser.add_argument(
-        "--work-dir", default="results/pretrained", help="cohorts, split, run, test results (default: %(default)s)"
+        "--work-dir", default="results/pretrained", help="cohort, split, runs, test results (default: %(default)s)"
     )
     parser.add_argument("--weights-dir", default=None, help="where the weights and card go (default: the package's)")
-    parser.add_argument(
-        "--t2-subjects", type=int, default=defaults.t2_subjects, help="T2 fetuses (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--randomised-subjects",
-        type=int,
-        default=defaults.randomised_subjects,
-        help="domain-randomised fetuses (default: %(default)s)",
-    )
+    parser.add_argument("--subjects", type=int, default=defaults.subjects, help="fetuses (default: %(default)s)")
     parser.add_argument("--preset", default=defaults.preset, choices=("small", "realistic"), help="simulator preset")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="at most this many epochs")
-    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch (default: %(default)s)"
+    )
     parser.add_argument(
         "--validation-every", type=int, default=defaults.validation_every, help="epochs between validations"
     )
+    for role in ("localiser", "segmenter"):
+        parser.add_argument(
+            f"--{role}-epochs",
+            type=int,
+            default=getattr(defaults, f"{role}_epochs"),
+            help=f"at most this many {role} epochs (default: %(default)s)",
+        )
+        parser.add_argument(
+            f"--{role}-minutes",
+            type=float,
+            default=getattr(defaults, f"{role}_minutes"),
+            help=f"{role} training time budget in minutes (default: %(default)s)",
+        )
     parser.add_argument(
-        "--minutes", type=float, default=defaults.max_minutes, help="training time budget (default: %(default)s)"
+        "--real-csv",
+        default=str(DEFAULT_REAL_CSV),
+        help="labelled real stacks to measure the pair on for its card, never trained on; skipped when absent "
+        "(default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=None, help="simulation processes (default: one per core)")
     parser.add_argument(
@@ -51,34 +64,52 @@ def add_parser(subparsers) -> None:
         "--figure (e.g. ../shared/data/real_unlabelled/*.nii.gz)",
     )
     parser.add_argument(
+        "--qc-csv",
+        default=None,
+        help="with --qc-figure: also a labelled cohort CSV whose stacks are drawn with their manual masks in green "
+        "(e.g. ../shared/data/real_labelled/cohort.csv)",
+    )
+    parser.add_argument(
+        "--qc-model",
+        default="pretrained",
+        help="with --qc-figure: the model to draw, as predict --model takes it (default: %(default)s)",
+    )
+    parser.add_argument(
         "--figure", default="results/figures/pretrained_qc.png", help="QC figure path (default: %(default)s)"
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Make the pretrained model, or its QC figure."""
-    from pathlib import Path
-
+    """Make the pretrained pair, or its QC figure."""
     from fetal_keras.models.pretrained import WEIGHTS_DIR
     from fetal_keras.training.make_pretrained import PretrainedRecipe, make_pretrained
 
     weights_dir = Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     if args.qc_figure:
+        from fetal_keras.data.cohort import IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
         from fetal_keras.figures.paper import pretrained_qc_figure
 
-        path = pretrained_qc_figure(args.qc_figure, args.figure, weights_dir=weights_dir)
+        truths = {}
+        if args.qc_csv:
+            table = read_cohort(args.qc_csv, require_segmentation=True)
+            truths = dict(zip(table[IMAGE_COLUMN], table[SEGMENTATION_COLUMN], strict=True))
+        path = pretrained_qc_figure(list(truths) + list(args.qc_figure), args.figure, args.qc_model, truths)
         print(f"QC figure: {path}")
         return 0
     recipe = PretrainedRecipe(
-        t2_subjects=args.t2_subjects,
-        randomised_subjects=args.randomised_subjects,
+        subjects=args.subjects,
         preset=args.preset,
         seed=args.seed,
-        epochs=args.epochs,
+        localiser_epochs=args.localiser_epochs,
+        segmenter_epochs=args.segmenter_epochs,
+        localiser_minutes=args.localiser_minutes,
+        segmenter_minutes=args.segmenter_minutes,
         steps_per_epoch=args.steps_per_epoch,
         validation_every=args.validation_every,
-        max_minutes=args.minutes,
     )
-    make_pretrained(args.work_dir, recipe, weights_dir, workers=args.workers)
+    real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None
+    if real_csv is None:
+        print(f"no real labelled cohort at {args.real_csv}: the card will not report real stacks")
+    make_pretrained(args.work_dir, recipe, weights_dir, workers=args.workers, real_csv=real_csv)
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,7 +19,7 @@ from fetal_keras.evaluation.qc import load_qc_case
 from fetal_keras.figures.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
 from fetal_keras.figures.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
 from fetal_keras.files import atomic_output, id_from_filename, output_paths
-from fetal_keras.models.pretrained import WEIGHTS_DIR, verified_weights
+from fetal_keras.models.pretrained import PRETRAINED_SPEC
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
@@ -193,55 +193,71 @@ def cohort_views_figure(
 
 
 def pretrained_qc_figure(
-    stacks: Sequence[str | Path], out_path: str | Path, weights_dir: Path = WEIGHTS_DIR, every: int = 3, dpi: int = 60
+    stacks: Sequence[str | Path],
+    out_path: str | Path,
+    model: str | Path = PRETRAINED_SPEC,
+    truths: Mapping[str, str | Path] | None = None,
+    every: int = 3,
+    dpi: int = 60,
 ) -> Path:
-    """The packaged pretrained model's masks (red) on every ``every``-th slice of each stack, in one PNG.
+    """A model's masks (red), and manual masks (green) where given, on every ``every``-th slice of each stack, in
+    one PNG.
 
     Args:
-        stacks: stack files (e.g. the real unlabelled stacks).
+        stacks: stack files (e.g. the real labelled and unlabelled stacks).
         out_path: the PNG to write (its folder is created).
-        weights_dir: folder of the packaged weights (checksum-verified against their card).
+        model: what ``fetal-keras predict --model`` takes (default: the packaged model, checksum-verified).
+        truths: manual brain masks by stack file (as given in ``stacks``), drawn in green.
         every: slice step.
         dpi: resolution (small by default: the figure is committed).
     """
-    from fetal_keras.data.preprocess import PreprocessConfig
     from fetal_keras.deploy.predict import PredictOptions, predict_many
-    from fetal_keras.models.loading import load_keras_file
+    from fetal_keras.models.loading import load_predictor
 
-    weights, sha256 = verified_weights(weights_dir=weights_dir)
-    model = load_keras_file(weights)
+    predictor, preprocess, description = load_predictor(model)
+    truths = {str(path): mask for path, mask in (truths or {}).items()}
     columns = 8
     with tempfile.TemporaryDirectory() as folder:
         ids = [id_from_filename(path) for path in stacks]
         table = predict_many(
-            model,
+            predictor,
             list(zip(ids, map(str, stacks), strict=True)),
             folder,
             PredictOptions(),
-            PreprocessConfig(),
-            f"{weights.name} (sha256 {sha256[:12]})",
+            preprocess,
+            description,
             progress=False,
         )
         failed = table[table["error"] != ""]
         if not failed.empty:
             raise ValueError("cannot segment " + "; ".join(f"{r['input']}: {r['error']}" for _, r in failed.iterrows()))
         cases = [
-            (stack_id, read_stack(path), read_stack(output_paths(folder, stack_id)["mask"]).array)
+            (
+                stack_id,
+                read_stack(path),
+                read_stack(output_paths(folder, stack_id)["mask"]).array,
+                read_brain_mask(truths[str(path)]) if str(path) in truths else None,
+            )
             for stack_id, path in zip(ids, stacks, strict=True)
         ]
-    row_counts = [-(-len(range(0, len(stack.array), every)) // columns) for _, stack, _ in cases]
+    row_counts = [-(-len(range(0, len(stack.array), every)) // columns) for _, stack, _, _ in cases]
     figure, axes = plt.subplots(sum(row_counts), columns, figsize=(1.6 * columns, 1.7 * sum(row_counts)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     first_row = 0
-    for (stack_id, stack, mask), rows in zip(cases, row_counts, strict=True):
+    for (stack_id, stack, mask, truth), rows in zip(cases, row_counts, strict=True):
         window = intensity_window(stack.array)
         panels = axes[first_row : first_row + rows].flat
         for ax, index in zip(panels, range(0, len(stack.array), every), strict=False):
-            draw_slice(ax, stack.array, index, stack.geometry.spacing_mm, mask, window=window, fontsize=7)
+            draw_slice(ax, stack.array, index, stack.geometry.spacing_mm, mask, truth, window=window, fontsize=7)
             ax.set_title(f"{stack_id} {index}", fontsize=7)
         first_row += rows
-    figure.suptitle(f"{weights.stem} on real stacks: predicted brain mask (red), every {every} slices", fontsize=9)
+    name = description.split(" (sha256")[0]
+    figure.suptitle(
+        f"{name} on real stacks: predicted brain mask (red), manual mask (green) where one exists, every {every} "
+        "slices",
+        fontsize=9,
+    )
     figure.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import fetal_keras.models.metrics
 import fetal_keras.models.networks  # noqa: F401
 from fetal_keras.data.preprocess import PreprocessConfig
 from fetal_keras.deploy.localise import LocalisedSegmenter
-from fetal_keras.models.pretrained import PRETRAINED_NAME, PRETRAINED_SPEC, verified_weights
+from fetal_keras.models.pretrained import PRETRAINED_SPEC, is_pair, packaged_name, verified_pair, verified_weights
 from fetal_keras.training.callbacks import SAVED_MODEL_INFO
 from fetal_keras.training.config import TrainConfig
 
@@ -85,9 +86,10 @@ def _run_config(path: Path) -> TrainConfig | None:
 
 def _load_single(spec: str | Path):
     """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`)."""
-    if str(spec) == PRETRAINED_SPEC:
-        weights, sha256 = verified_weights()
-        return load_keras_file(weights), PreprocessConfig(), f"{PRETRAINED_NAME} (sha256 {sha256})", "whole"
+    name = packaged_name(spec)
+    if name is not None:
+        weights, sha256 = verified_weights(name)
+        return load_keras_file(weights), PreprocessConfig(), f"{name} (sha256 {sha256})", "whole"
     path = Path(spec)
     config = _run_config(path) if path.exists() else None
     preprocess, task = (config.preprocess, config.task) if config else (PreprocessConfig(), "whole")
@@ -130,7 +132,8 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
     """Load what ``spec`` names, for inference.
 
     Args:
-        spec: ``"pretrained"`` (default: the packaged model, its SHA-256 checked against its model card), a
+        spec: ``"pretrained"`` (default: the packaged model, its SHA-256 checked against its model card;
+            ``"pretrained:v1"``, ``"pretrained:v2"`` name each packaged model), a
             training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, a ``.keras``
             file (loaded with ``safe_mode=True``: no code from the file is run; its preprocessing from the
             ``config.json`` beside it or one folder above), or a pair folder whose ``pair.json`` names a
@@ -145,6 +148,12 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
         ValueError: if the file is not a model fetal_keras can load, or the packaged model's checksum differs
             from its card's.
     """
+    name = packaged_name(spec)
+    if name is not None and is_pair(name):
+        folder, checksums = verified_pair(name)
+        predictor, preprocess, _ = load_pair(folder / "localiser" / "model.keras", folder / "segmenter" / "model.keras")
+        description = f"{name} (sha256 localiser {checksums['localiser']}, segmenter {checksums['segmenter']})"
+        return dataclasses.replace(predictor, description=description), preprocess, description
     pair_file = Path(spec) / PAIR_FILE
     if pair_file.is_file():
         try:

@@ -1,8 +1,10 @@
-"""The pretrained brain-masking model shipped in ``fetal_keras/weights/``, checked against its model card on load.
+"""The pretrained models shipped in ``fetal_keras/weights/``, checked against their model cards on load.
 
 ``fetal-keras predict --model pretrained`` (and :func:`fetal_keras.models.loading.load_predictor` with
-``"pretrained"``) use it. The weights were trained only on simulated stacks (``fetal-keras pretrained`` /
-``make pretrained`` re-creates them); their card ``<name>.md`` records how, and their SHA-256.
+``"pretrained"``) use the default one; ``pretrained:v1`` and ``pretrained:v2`` name each. ``v1`` is one whole-stack
+model (``<name>.keras``); ``v2`` a localiser + segmenter pair (``<name>/pair.json``, ``<name>/<role>/model.keras``
+and ``config.json``). All were trained only on simulated stacks (``fetal-keras pretrained`` / ``make pretrained``
+re-creates the newest); their card ``<name>.md`` records how, and the SHA-256 of every weights file.
 """
 
 from __future__ import annotations
@@ -12,14 +14,41 @@ import re
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-PRETRAINED_NAME = "fetal_unet_sim_v1"
+PACKAGED_MODELS = {"v1": "fetal_unet_sim_v1", "v2": "fetal_pair_sim_v2"}
+DEFAULT_VERSION = "v1"
+PRETRAINED_NAME = PACKAGED_MODELS[DEFAULT_VERSION]
+PAIR_NAME = PACKAGED_MODELS["v2"]
+PAIR_ROLES = ("localiser", "segmenter")
 PRETRAINED_SPEC = "pretrained"
-_CHECKSUM_LINE = re.compile(r"SHA-256[^0-9a-f]*([0-9a-f]{64})")
+
+
+def packaged_name(spec: str) -> str | None:
+    """The packaged model ``spec`` names (``pretrained`` or ``pretrained:<version>``), or None for another spec.
+
+    Raises:
+        ValueError: for an unknown version.
+    """
+    text = str(spec)
+    if text == PRETRAINED_SPEC:
+        return PRETRAINED_NAME
+    if not text.startswith(PRETRAINED_SPEC + ":"):
+        return None
+    version = text.split(":", 1)[1]
+    if version not in PACKAGED_MODELS:
+        raise ValueError(
+            f"No packaged model {version!r}: choose pretrained or one of pretrained:{', pretrained:'.join(PACKAGED_MODELS)}."
+        )
+    return PACKAGED_MODELS[version]
 
 
 def weights_path(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
-    """The packaged ``.keras`` file of model ``name``."""
+    """The packaged ``.keras`` file of single model ``name``."""
     return weights_dir / f"{name}.keras"
+
+
+def pair_folder(name: str = PAIR_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """The folder of packaged pair ``name`` (``pair.json``, ``<role>/model.keras``, ``<role>/config.json``)."""
+    return weights_dir / name
 
 
 def card_path(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
@@ -36,36 +65,56 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def card_checksum(card: str | Path) -> str:
-    """The SHA-256 a model card states for its weights.
+def card_checksum(card: str | Path, role: str = "") -> str:
+    """The SHA-256 a model card states for its weights (for a pair, the line that starts with ``role``).
 
     Raises:
         ValueError: if the card states none.
     """
-    match = _CHECKSUM_LINE.search(Path(card).read_text(encoding="utf-8"))
+    pattern = re.compile(rf"{re.escape(role)}\s*SHA-256[^0-9a-f]*([0-9a-f]{{64}})")
+    match = pattern.search(Path(card).read_text(encoding="utf-8"))
     if not match:
-        raise ValueError(f"model card {card} states no SHA-256 of its weights")
+        raise ValueError(f"model card {card} states no {role + ' ' if role else ''}SHA-256 of its weights")
     return match.group(1)
 
 
-def verified_weights(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, str]:
-    """Path and SHA-256 of packaged weights whose checksum matches their card.
-
-    Raises:
-        FileNotFoundError: if the weights or the card are missing (say how to re-create them).
-        ValueError: if the checksum differs from the card's (a damaged or replaced file).
-    """
-    weights, card = weights_path(name, weights_dir), card_path(name, weights_dir)
+def _verified(weights: Path, card: Path, role: str = "") -> str:
     for path in (weights, card):
         if not path.is_file():
             raise FileNotFoundError(
                 f"The pretrained model file {path} is missing; reinstall fetal_keras or re-create it with "
                 "`make pretrained`."
             )
-    actual, expected = sha256_of(weights), card_checksum(card)
+    actual, expected = sha256_of(weights), card_checksum(card, role)
     if actual != expected:
         raise ValueError(
             f"{weights} has SHA-256 {actual}, but its model card {card} states {expected}: the file is damaged or "
             "was replaced. Reinstall fetal_keras or re-create it with `make pretrained`."
         )
-    return weights, actual
+    return actual
+
+
+def verified_weights(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, str]:
+    """Path and SHA-256 of packaged single-model weights whose checksum matches their card.
+
+    Raises:
+        FileNotFoundError: if the weights or the card are missing (say how to re-create them).
+        ValueError: if the checksum differs from the card's (a damaged or replaced file).
+    """
+    weights = weights_path(name, weights_dir)
+    return weights, _verified(weights, card_path(name, weights_dir))
+
+
+def verified_pair(name: str = PAIR_NAME, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, dict[str, str]]:
+    """Folder of a packaged pair and the SHA-256 of each role's weights, every one matching the card.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`verified_weights`, for either role.
+    """
+    folder, card = pair_folder(name, weights_dir), card_path(name, weights_dir)
+    return folder, {role: _verified(folder / role / "model.keras", card, role) for role in PAIR_ROLES}
+
+
+def is_pair(name: str, weights_dir: Path = WEIGHTS_DIR) -> bool:
+    """Whether packaged model ``name`` is a localiser + segmenter pair."""
+    return (pair_folder(name, weights_dir) / "pair.json").is_file() or name == PAIR_NAME

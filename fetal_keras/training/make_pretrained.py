@@ -1,10 +1,13 @@
-"""Re-create the packaged pretrained model from the simulator alone (``fetal-keras pretrained`` / ``make pretrained``).
+"""Re-create the packaged localiser + segmenter pair from the simulator alone (``fetal-keras pretrained`` /
+``make pretrained``).
 
-Simulates a training cohort of clinical-size stacks (T2 contrast plus a share with domain-randomised tissue
-signals), splits it by subject, trains the default preset with full augmentation, selects the epoch with the best
-whole-volume Dice on the simulated validation split, measures it on the simulated test split, and writes the
-weights (without optimizer state) and their model card into ``fetal_keras/weights/``. Every step reuses what an
-interrupted earlier call left in the work folder, and training resumes where it stopped.
+Simulates a cohort of clinical-size stacks with their tissue label maps, splits it by subject, trains a localiser
+(3 mm, whole field of view) and a segmenter (1.1 mm, crops around the brain) on images rendered on the fly from the
+label maps with random contrasts (``fetal_keras.rendering``), keeps each role's epoch with the best whole-volume Dice
+on the simulated validation split, measures the pair on the simulated test split and, when given, on real labelled
+stacks (measured only: never trained on), and writes both models, their configs and the model card into
+``fetal_keras/weights/``. Every step reuses what an interrupted earlier call left in the work folder, and training
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -12,71 +15,74 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.files import atomic_output
-from fetal_keras.models.pretrained import PRETRAINED_NAME, WEIGHTS_DIR, card_path, sha256_of, weights_path
+from fetal_keras.models.pretrained import PAIR_NAME, PAIR_ROLES, WEIGHTS_DIR, card_path, pair_folder, sha256_of
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.training.config import TrainConfig, provenance
 
 KNOWN_LIMITS = """\
-- Trained only on simulated stacks: the simulator's maternal anatomy is cartoon-like, its fetal face and limbs are
-  crude, and it has no intra-slice artefacts (signal voids, ghosting), so unusual real appearances can fool it.
-- Single-shot T2-weighted stacks only (the simulator's contrast and the domain-randomised share); not validated
-  on other sequences, field strengths, twins, or brains with pathology (e.g. ventriculomegaly beyond the
-  simulator's ventricle sizes).
-- Gestational ages 20-38 weeks as simulated; slice thickness 2-5 mm, in-plane 0.8-1.5 mm, on the native grid
-  (no resampling); very different resolutions change the brain's size in pixels.
-- Post-processing keeps the largest connected component: when the network also marks a larger region outside
-  the head, that region is kept and the brain dropped (one of the 12 simulated test stacks, a sagittal stack,
-  scored Dice 0 this way). `--no-postprocess` keeps every component; check the mask volume in `predictions.csv`.
-- Its accuracy on real labelled stacks has not been measured (no labelled real data in this project): the
-  Dice in this card is on simulated test stacks. Check every mask (`fetal-keras predict --tta` writes
-  uncertainty maps and QC flags) before slice-to-volume reconstruction.
-"""
-
-
-REAL_CHECK = """\
-`results/figures/pretrained_qc.png` (`fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz`)
-outlines its masks on every third slice of the two real unlabelled stacks. **It does not transfer to them: the
-masks are not usable.** On fetus_03 (2 mm slices) it finds the fetal head on the middle slices but also marks
-bright fluid and fetal-body regions on the first and last slices, and the largest connected component spans them;
-on fetus_04 (3 mm slices) it marks most of the uterus on nearly every slice. The simulated stacks it was trained
-on differ from these real ones in maternal anatomy, tissue texture and contrast (see
-`results/figures/simulated_vs_real.png`); closing that gap (a richer simulator, stronger intensity and texture
-randomisation, or fine-tuning on a few labelled real stacks) is needed before this model is useful on real data.
+- Trained only on simulated stacks (images rendered from simulated label maps with random contrasts): the
+  simulator's maternal anatomy is cartoon-like and its fetal face, neck and limbs are crude, so real anatomy next to
+  the head (neck, face, uterine wall) is where its masks go wrong.
+- Single-shot T2-weighted stacks; gestational ages 20-38 weeks as simulated; not validated on other sequences,
+  twins, or brains with pathology.
+- The brain mask is the intracranial volume (parenchyma, ventricles and extra-axial CSF up to the skull).
+- If the localiser finds no head, the segmenter runs on the whole stack and post-processing keeps the largest
+  component. Check every mask (`fetal-keras predict --tta` writes uncertainty maps and QC flags) before
+  slice-to-volume reconstruction.
 """
 
 
 @dataclass(frozen=True)
 class PretrainedRecipe:
-    """How the pretrained model is made.
+    """How the pretrained pair is made.
 
     Attributes:
-        t2_subjects: simulated fetuses with T2 contrast (3 stacks each).
-        randomised_subjects: simulated fetuses with domain-randomised tissue signals (3 stacks each).
+        subjects: simulated fetuses (3 stacks each, T2 contrast; the label maps are what training renders from).
         preset: simulator preset (``realistic``: clinical matrix and field of view).
-        seed: seed of simulation (the randomised cohort uses ``seed + 1``), split and training.
-        epochs, steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
-        max_minutes: training time budget; training stops after the last epoch that fits.
+        seed: seed of simulation, split and training.
+        localiser_epochs, segmenter_epochs: at most this many epochs per role.
+        localiser_minutes, segmenter_minutes: training time budget per role; training stops after the last epoch
+            that fits.
+        steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
     """
 
-    t2_subjects: int = 16
-    randomised_subjects: int = 8
+    subjects: int = 16
     preset: str = "realistic"
     seed: int = 2026
-    epochs: int = 40
-    steps_per_epoch: int = 100
-    validation_every: int = 4
+    localiser_epochs: int = 40
+    segmenter_epochs: int = 80
+    localiser_minutes: float = 30.0
+    segmenter_minutes: float = 80.0
+    steps_per_epoch: int = 50
+    validation_every: int = 2
     base_filters: int = 16
-    max_minutes: float = 75.0
+
+    def config(self, role: str, split_dir: Path, run_dir: Path) -> TrainConfig:
+        """The training config of ``role`` (``"localiser"`` or ``"segmenter"``)."""
+        return TrainConfig(
+            str(split_dir / "train.csv"),
+            str(split_dir / "val.csv"),
+            str(run_dir),
+            base_filters=self.base_filters,
+            epochs=self.localiser_epochs if role == "localiser" else self.segmenter_epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            validation_every=self.validation_every,
+            seed=self.seed,
+            max_minutes=self.localiser_minutes if role == "localiser" else self.segmenter_minutes,
+            image_source="labels",
+            normalisation="foreground",
+            task=role,
+        )
 
 
 def _simulated(settings: SimulationSettings, folder: Path, workers: int | None) -> Path:
@@ -86,22 +92,6 @@ def _simulated(settings: SimulationSettings, folder: Path, workers: int | None) 
         print(f"reusing the simulated cohort in {folder}")
         return csv_path
     return simulate_cohort(settings, folder, workers=workers)
-
-
-def merged_cohort(parts: dict[str, Path], out_csv: Path) -> Path:
-    """One cohort CSV from several simulated ones, ids and subjects prefixed by each part's name."""
-    tables = []
-    for prefix, csv_path in parts.items():
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        folder = os.path.relpath(csv_path.parent, out_csv.parent)
-        for column in (IMAGE_COLUMN, SEGMENTATION_COLUMN):
-            table[column] = folder + "/" + table[column]
-        for column in (ID_COLUMN, "subject"):
-            table[column] = prefix + "-" + table[column]
-        tables.append(table)
-    with atomic_output(out_csv) as temporary:
-        pd.concat(tables, ignore_index=True).to_csv(temporary, index=False)
-    return out_csv
 
 
 class _Timings:
@@ -128,41 +118,81 @@ def _hardware() -> str:
     )
 
 
-def _card(name: str, recipe: PretrainedRecipe, config: TrainConfig, facts: dict) -> str:
-    test = facts["test"]
-    return f"""# {name}: fetal brain masking trained on simulated stacks only
+def _metric_line(summary: dict) -> str:
+    dice, hd95 = summary["dice"], summary["hd95_mm"]
+    return (
+        f"Dice {dice['mean']:.3f} +/- {dice['sd'] or 0:.3f} (median {dice['median']:.3f}), HD95 "
+        f"{hd95['mean']:.1f} +/- {hd95['sd'] or 0:.1f} mm over {summary['evaluated']} stacks"
+    )
 
-Default `unet` preset of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent whole slices -> softmax
-brain probability), packaged as `{name}.keras` without optimizer state. Input: a stack whitened as
-`fetal_keras.data.preprocess` does (native grid, whole-volume z-score). Use it with
-`fetal-keras predict --model pretrained --input STACK --out DIR`.
 
-- SHA-256: `{facts["sha256"]}`
-- Size: {facts["size_mb"]:.2f} MB; trainable parameters: {facts["parameters"]:,}
+def _real_table(real: dict[str, pd.DataFrame]) -> str:
+    """Per-stack Dice and HD95 on real stacks, without and with TTA, as a Markdown table."""
+    plain, tta = real["no TTA"].set_index(ID_COLUMN), real["TTA"].set_index(ID_COLUMN)
+    lines = [
+        "| stack | Dice | HD95 (mm) | Dice, TTA | HD95 (mm), TTA | predicted / true ml |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for stack_id, row in plain.iterrows():
+        lines.append(
+            f"| {stack_id} | {row['dice']:.3f} | {row['hd95_mm']:.1f} | {tta.loc[stack_id, 'dice']:.3f} | "
+            f"{tta.loc[stack_id, 'hd95_mm']:.1f} | {row['predicted_volume_ml']:.0f} / {row['true_volume_ml']:.0f} |"
+        )
+    for name, table in (("mean", plain), ("min", plain)):
+        values = getattr(table["dice"].fillna(0.0), name)(), getattr(tta["dice"].fillna(0.0), name)()
+        lines.append(f"| **{name}** | {values[0]:.3f} | | {values[1]:.3f} | | |")
+    return "\n".join(lines)
+
+
+def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], facts: dict) -> str:
+    recipe_json = {
+        role: {k: v for k, v in asdict(c).items() if k not in ("train_csv", "val_csv", "run_dir")}
+        for role, c in configs.items()
+    }
+    real = facts.get("real")
+    real_section = (
+        f"{facts['real_csv']} (never trained on; measured after training, not used to select anything):\n\n"
+        + _real_table(real)
+        if real
+        else "Not measured (no real labelled cohort was given)."
+    )
+    return f"""# {name}: fetal brain masking (localiser + segmenter) trained on simulated stacks only
+
+Two default `unet` models of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent slices -> softmax brain
+probability), deployed together (`fetal_keras.deploy.localise`): the **localiser** segments the brain coarsely at 3
+mm in-plane on whole slices, the most plausible head component is kept, and the **segmenter** masks a crop around
+it at 1.1 mm; the mask is resampled onto the stack's own grid. Both normalise intensities over the foreground.
+Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (the default model).
+
+- localiser SHA-256: `{facts["sha256"]["localiser"]}`
+- segmenter SHA-256: `{facts["sha256"]["segmenter"]}`
+- Size: {facts["size_mb"]:.2f} MB together; trainable parameters: {facts["parameters"]:,} per model
 
 ## Training data
 
 Simulated with `fetal_keras.simulate` (fetal_keras {facts["provenance"]["fetal_keras_version"]}, git
-{facts["provenance"]["git_commit"]}), preset `{recipe.preset}`: {recipe.t2_subjects} fetuses with T2 contrast (seed
-{recipe.seed}) and {recipe.randomised_subjects} with domain-randomised tissue signals (seed {recipe.seed + 1}), 3
-stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion and artefacts. Split by subject:
+{facts["provenance"]["git_commit"]}), preset `{recipe.preset}`: {recipe.subjects} fetuses (seed {recipe.seed}), 3
+stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion and artefacts, and their tissue label
+maps. Every training image is rendered from the label maps with a fresh random contrast, random background shapes,
+blur and noise (`fetal_keras.rendering`), so that only shape can be learned. Split by subject:
 {facts["split"]["train"]} training, {facts["split"]["val"]} validation and {facts["split"]["test"]} test stacks.
 
 ## Recipe
 
-`{json.dumps({k: v for k, v in asdict(config).items() if k not in ("train_csv", "val_csv", "run_dir")})}`
+`{json.dumps(recipe_json)}`
 
-Trained for {facts["epochs_run"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs; the packaged weights are
-the epoch with the best whole-volume validation Dice (deploy inference, measured every {recipe.validation_every}
-epochs): {facts["best_val_dice"]:.3f} on the {facts["split"]["val"]} simulated validation stacks.
+Localiser: {facts["epochs_run"]["localiser"]} epochs, best whole-volume validation Dice {facts["best_val_dice"]["localiser"]:.3f};
+segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs, best validation
+Dice on crops around the brain {facts["best_val_dice"]["segmenter"]:.3f} (the epochs kept).
 
 ## Simulated test metrics
 
-{test["evaluated"]} simulated test stacks, default deploy (whole slices, no TTA, largest component + hole filling):
-Dice {test["dice"]["mean"]:.3f} +/- {test["dice"]["sd"] or 0:.3f} (median {test["dice"]["median"]:.3f}, min
-{facts["test_dice_min"]:.3f}), HD95 {test["hd95_mm"]["mean"]:.1f} +/- {test["hd95_mm"]["sd"] or 0:.1f} mm,
-{test["dice_below_0.9"]} stack(s) below Dice 0.9. Test floor: `tests/test_pretrained.py` requires Dice >= 0.9 on a
-simulated 30-week realistic stack (seed 123, not a training seed) segmented from the command line (0.966 measured).
+The pair, default deploy (no TTA): {_metric_line(facts["test"])}; {facts["test"]["dice_below_0.9"]} stack(s)
+below Dice 0.9.
+
+## Real labelled stacks
+
+{real_section}
 
 ## Cost
 
@@ -171,62 +201,68 @@ Simulation {facts["simulation_minutes"]:.1f} min, training {facts["training_minu
 
 ## Known limits
 
-{KNOWN_LIMITS}
-## Visual check on real stacks
+{KNOWN_LIMITS}"""
 
-{facts["real_check"]}
-"""
+
+def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filters: int):
+    """Write a run's best weights (without optimizer state) and its config into ``folder``; return the model."""
+    import keras
+
+    from fetal_keras.models.networks import build_model
+
+    best = keras.saving.load_model(run_root / "checkpoints" / "best.keras", safe_mode=True)
+    packaged = build_model("unet", base_filters=base_filters)  # uncompiled: no optimizer state in the file
+    packaged.set_weights(best.get_weights())
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_output(folder / "model.keras") as temporary:
+        packaged.save(temporary)
+    shutil.copyfile(run_root / "config.json", folder / "config.json")
+    return packaged
+
+
+def _measure(pair_dir: Path, csv_path: Path, out_dir: Path, tta: bool) -> pd.DataFrame:
+    """Segment a labelled cohort with the packaged pair and evaluate it."""
+    from fetal_keras.deploy.predict import PredictOptions, predict_many
+    from fetal_keras.evaluation.evaluate import evaluate_cohort
+    from fetal_keras.models.loading import load_predictor
+
+    predictor, preprocess, description = load_predictor(pair_dir)
+    table = read_cohort(csv_path, require_segmentation=True)
+    stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))
+    predict_many(predictor, stacks, out_dir, PredictOptions(tta=tta), preprocess, description)
+    return evaluate_cohort(csv_path, out_dir, progress=False)
 
 
 def make_pretrained(
     work_dir: str | Path,
     recipe: PretrainedRecipe = PretrainedRecipe(),
     weights_dir: Path = WEIGHTS_DIR,
-    name: str = PRETRAINED_NAME,
+    name: str = PAIR_NAME,
     workers: int | None = None,
-    real_check: str = REAL_CHECK,
+    real_csv: str | Path | None = None,
 ) -> Path:
-    """Simulate, train, select, test and package the pretrained model; return the model card's path.
+    """Simulate, train both roles, select, test and package the pretrained pair; return the model card's path.
 
     Args:
-        work_dir: folder for the cohorts, split, run and test predictions (reused when rerun).
+        work_dir: folder for the cohort, split, runs and test predictions (reused when rerun).
         recipe: what to simulate and how to train.
-        weights_dir: where ``<name>.keras`` and ``<name>.md`` go (default: the package's ``weights/``).
+        weights_dir: where ``<name>/`` and ``<name>.md`` go (default: the package's ``weights/``).
         name: model name.
         workers: simulation processes (default: one per core).
-        real_check: the card's paragraph on how the model looks on real stacks.
+        real_csv: a labelled cohort of real stacks to measure the pair on for its card (never trained on).
     """
     import keras
 
-    from fetal_keras.data.preprocess import PreprocessConfig, load_stacks
-    from fetal_keras.deploy.predict import PredictOptions, predict_many
-    from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
-    from fetal_keras.models.networks import build_model
-    from fetal_keras.training.callbacks import whole_volume_dice_scores
+    from fetal_keras.evaluation.evaluate import summarize
     from fetal_keras.training.train import RunFolder, train
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"[1/5] simulating {recipe.t2_subjects} + {recipe.randomised_subjects} fetuses x 3 stacks into {work_dir}")
-    parts = {
-        "t2": _simulated(
-            SimulationSettings(subjects=recipe.t2_subjects, seed=recipe.seed, preset=recipe.preset),
-            work_dir / "t2",
-            workers,
-        ),
-        "dr": _simulated(
-            SimulationSettings(
-                subjects=recipe.randomised_subjects,
-                seed=recipe.seed + 1,
-                preset=recipe.preset,
-                domain_randomisation=True,
-            ),
-            work_dir / "randomised",
-            workers,
-        ),
-    }
-    csv_path = merged_cohort(parts, work_dir / "cohort.csv")
+    print(f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir}")
+    csv_path = _simulated(
+        SimulationSettings(subjects=recipe.subjects, seed=recipe.seed, preset=recipe.preset), work_dir / "sim", workers
+    )
     timings = _Timings(work_dir / "timings.json")
     timings.record("simulation_minutes", (time.perf_counter() - start) / 60)
     print("[2/5] splitting by subject")
@@ -234,56 +270,49 @@ def make_pretrained(
     settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
     splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
     write_splits(splits, split_dir, csv_path, settings, overwrite=True)
-    run = RunFolder(work_dir / "run")
-    config = TrainConfig(
-        str(split_dir / "train.csv"),
-        str(split_dir / "val.csv"),
-        str(run.root),
-        base_filters=recipe.base_filters,
-        epochs=recipe.epochs,
-        steps_per_epoch=recipe.steps_per_epoch,
-        validation_every=recipe.validation_every,
-        seed=recipe.seed,
-        max_minutes=recipe.max_minutes,
-    )
-    print(f"[3/5] training into {run.root} (at most {recipe.max_minutes:g} min)")
+    configs = {role: recipe.config(role, split_dir, work_dir / role) for role in PAIR_ROLES}
     training_start = time.perf_counter()
-    if not run.finished:
-        train(config, verbose=2)
+    for role, config in configs.items():
+        run = RunFolder(config.run_dir)
+        print(f"[3/5] training the {role} into {run.root} (at most {config.max_minutes:g} min)")
+        if not run.finished:
+            train(config, verbose=2)
     timings.record("training_minutes", (time.perf_counter() - training_start) / 60)
-    history = pd.read_csv(run.history)
 
-    print("[4/5] measuring the selected model on the simulated validation and test splits")
-    best = keras.saving.load_model(run.best, safe_mode=True)
-    val_stacks = load_stacks(read_cohort(split_dir / "val.csv", require_segmentation=True), PreprocessConfig())
-    val_dice = float(np.mean(whole_volume_dice_scores(best, val_stacks)))
-    predictions = work_dir / "test_predictions"
-    test_stacks = list(zip(splits["test"][ID_COLUMN], splits["test"][IMAGE_COLUMN], strict=True))
-    predict_many(best, test_stacks, predictions, PredictOptions(), PreprocessConfig(), str(run.best))
-    metrics = evaluate_cohort(split_dir / "test.csv", predictions)
-    metrics.to_csv(work_dir / "test_metrics.csv", index=False)
+    print(f"[4/5] packaging the pair into {pair_folder(name, weights_dir)}")
+    folder = pair_folder(name, weights_dir)
+    models = {
+        role: _package_role(Path(config.run_dir), config, folder / role, recipe.base_filters)
+        for role, config in configs.items()
+    }
+    with atomic_output(folder / "pair.json") as temporary:
+        temporary.write_text(json.dumps({role: f"{role}/model.keras" for role in PAIR_ROLES}, indent=2) + "\n")
 
-    print(f"[5/5] writing {weights_path(name, weights_dir)} and its model card")
-    packaged = build_model("unet", base_filters=recipe.base_filters)  # uncompiled: no optimizer state in the file
-    packaged.set_weights(best.get_weights())
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(weights_path(name, weights_dir)) as temporary:
-        packaged.save(temporary)
+    print("[5/5] measuring the pair on the simulated test split" + (" and the real stacks" if real_csv else ""))
+    test = _measure(folder, split_dir / "test.csv", work_dir / "test_predictions", tta=False)
+    test.to_csv(work_dir / "test_metrics.csv", index=False)
+    real = None
+    if real_csv:
+        real = {
+            label: _measure(folder, Path(real_csv), work_dir / f"real_predictions_{suffix}", tta=tta)
+            for label, suffix, tta in (("no TTA", "plain", False), ("TTA", "tta", True))
+        }
+    histories = {role: pd.read_csv(Path(config.run_dir) / "history.csv") for role, config in configs.items()}
     facts = {
-        "sha256": sha256_of(weights_path(name, weights_dir)),
-        "size_mb": weights_path(name, weights_dir).stat().st_size / 1e6,
-        "parameters": int(sum(keras.ops.size(w) for w in packaged.trainable_weights)),
+        "sha256": {role: sha256_of(folder / role / "model.keras") for role in PAIR_ROLES},
+        "size_mb": sum((folder / role / "model.keras").stat().st_size for role in PAIR_ROLES) / 1e6,
+        "parameters": int(sum(keras.ops.size(w) for w in models["segmenter"].trainable_weights)),
         "provenance": provenance(),
         "split": {part: len(table) for part, table in splits.items()},
-        "best_val_dice": val_dice,
-        "epochs_run": len(history),
-        "test": summarize(metrics),
-        "test_dice_min": float(metrics["dice"].min()),
+        "epochs_run": {role: len(history) for role, history in histories.items()},
+        "best_val_dice": {role: float(history["val_volume_dice"].max()) for role, history in histories.items()},
+        "test": summarize(test),
+        "real": real,
+        "real_csv": str(real_csv),
         **timings.values,
         "hardware": _hardware(),
-        "real_check": real_check,
     }
     with atomic_output(card_path(name, weights_dir)) as temporary:
-        temporary.write_text(_card(name, recipe, config, facts), encoding="utf-8")
-    print(f"Done: {weights_path(name, weights_dir)} (SHA-256 {facts['sha256']}), card {card_path(name, weights_dir)}")
+        temporary.write_text(_card(name, recipe, configs, facts), encoding="utf-8")
+    print(f"Done: {folder} ({facts['sha256']}), card {card_path(name, weights_dir)}")
     return card_path(name, weights_dir)
