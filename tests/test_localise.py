@@ -142,3 +142,20 @@ def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swa
     assert single_preprocess == preprocess, "a checkpoint deploys with its run's preprocessing"
     with pytest.raises(ValueError, match="trained as a segmenter, not a localiser"):
         load_pair(segmenter, localiser)
+
+
+def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):
+    from fetal_keras.data.stack_bank import load_stack_bank
+
+    rows = ["iFIND_id,image,segmentation"]
+    for index, centre in enumerate((40, 150)):
+        z, y, x = np.indices((6, 200, 180))
+        brain = ((y - centre) / 20.0) ** 2 + ((x - 90) / 15.0) ** 2 + ((z - 3) / 2.0) ** 2 < 1
+        image = np.random.default_rng(index).normal(100, 5, brain.shape) + 300 * brain
+        write_volume(tmp_path / f"i{index}.nii.gz", image.astype(np.int16), (1.0, 1.0, 3.0))
+        write_volume(tmp_path / f"s{index}.nii.gz", brain.astype(np.uint8), (1.0, 1.0, 3.0))
+        rows.append(f"s{index},i{index}.nii.gz,s{index}.nii.gz")
+    (tmp_path / "cohort.csv").write_text("\n".join(rows) + "\n")
+    bank = load_stack_bank(tmp_path / "cohort.csv", PreprocessConfig(crop_margin_mm=5.0, min_shape=(3, 32, 32)), False)
+    assert bank.shapes.numpy().tolist() == [[6, 49, 39], [6, 49, 39]]  # 39 + 2 x 5 rows, 29 + 2 x 5 columns
+    assert bank.brain_counts.numpy().min() > 0
