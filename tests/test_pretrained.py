@@ -92,11 +92,20 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
         verified_pair(weights_dir=weights)
 
 
-def test_packaged_model_matches_its_card():
-    path, checksum = verified_weights()
-    assert path.name == f"{PRETRAINED_NAME}.keras"
-    assert path.stat().st_size <= 10_000_000
-    assert checksum == sha256_of(path)
+def test_packaged_models_match_their_cards_and_fit_in_10_mb():
+    path, checksum = verified_weights("fetal_unet_sim_v1")
+    assert checksum == sha256_of(path) and path.stat().st_size <= 10_000_000
+    folder, checksums = verified_pair()
+    assert folder.name == PRETRAINED_NAME == PAIR_NAME
+    assert sum((folder / role / "model.keras").stat().st_size for role in PAIR_ROLES) <= 10_000_000
+    assert checksums == {role: sha256_of(folder / role / "model.keras") for role in PAIR_ROLES}
+
+
+def test_v1_stays_loadable_by_name():
+    from fetal_keras.models.loading import load_predictor
+
+    _, preprocess, description = load_predictor("pretrained:v1")
+    assert description.startswith("fetal_unet_sim_v1 (sha256 ") and preprocess.target_spacing_mm is None
 
 
 @pytest.mark.slow
@@ -108,13 +117,13 @@ def test_packaged_model_segments_a_simulated_stack_from_the_command_line(tmp_pat
     settings = SimulationSettings(subjects=1, seed=123, preset="realistic", ga_range_weeks=(30.0, 30.0))
     stack = simulate_stack(settings, simulate_subject(settings, 0), 0)
     image_path = write_volume(tmp_path / "stack.nii.gz", stack.image, spacing=tuple(stack.plan.spacing_mm))
-    assert main(["predict", "--model", "pretrained", "--input", str(image_path), "--out", str(tmp_path / "out")]) == 0
+    assert main(["predict", "--input", str(image_path), "--out", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert f"sha256 {sha256_of(verified_weights()[0])}" in table.loc[0, "model"]
+    assert all(checksum in table.loc[0, "model"] for checksum in verified_pair()[1].values())
     from fetal_keras.data.io import read_stack
 
     mask = read_stack(tmp_path / "out" / "stack_mask.nii.gz").array
     assert dice_score(mask > 0, stack.mask > 0) >= DICE_FLOOR
 
 
-DICE_FLOOR = 0.9  # stated in the model card; a simulated 30-week realistic stack (seed 123)
+DICE_FLOOR = 0.8  # stated in the model card; a simulated 30-week realistic stack (seed 123)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PACKAGED_MODELS = {"v1": "fetal_unet_sim_v1", "v2": "fetal_pair_sim_v2"}
-DEFAULT_VERSION = "v1"
+DEFAULT_VERSION = "v2"
 PRETRAINED_NAME = PACKAGED_MODELS[DEFAULT_VERSION]
+SINGLE_NAME = PACKAGED_MODELS["v1"]
 PAIR_NAME = PACKAGED_MODELS["v2"]
 PAIR_ROLES = ("localiser", "segmenter")
 PRETRAINED_SPEC = "pretrained"
@@ -41,7 +42,7 @@ def packaged_name(spec: str) -> str | None:
     return PACKAGED_MODELS[version]
 
 
-def weights_path(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
+def weights_path(name: str = SINGLE_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """The packaged ``.keras`` file of single model ``name``."""
     return weights_dir / f"{name}.keras"
 
@@ -51,7 +52,7 @@ def pair_folder(name: str = PAIR_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
     return weights_dir / name
 
 
-def card_path(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
+def card_path(name: str = SINGLE_NAME, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """The model card (Markdown) of model ``name``."""
     return weights_dir / f"{name}.md"
 
@@ -94,7 +95,7 @@ def _verified(weights: Path, card: Path, role: str = "") -> str:
     return actual
 
 
-def verified_weights(name: str = PRETRAINED_NAME, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, str]:
+def verified_weights(name: str = SINGLE_NAME, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, str]:
     """Path and SHA-256 of packaged single-model weights whose checksum matches their card.
 
     Raises:

@@ -54,6 +54,9 @@ class PretrainedRecipe:
         localiser_minutes, segmenter_minutes: training time budget per role; training stops after the last epoch
             that fits.
         steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
+        localiser_spacing_mm: the localiser's in-plane spacing. 1.1 mm, not the 3 mm a localiser defaults to: trained
+            on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
+            while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
     """
 
     subjects: int = 16
@@ -66,6 +69,7 @@ class PretrainedRecipe:
     steps_per_epoch: int = 50
     validation_every: int = 2
     base_filters: int = 16
+    localiser_spacing_mm: float = 1.1
 
     def config(self, role: str, split_dir: Path, run_dir: Path) -> TrainConfig:
         """The training config of ``role`` (``"localiser"`` or ``"segmenter"``)."""
@@ -82,6 +86,7 @@ class PretrainedRecipe:
             image_source="labels",
             normalisation="foreground",
             task=role,
+            target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
         )
 
 
@@ -159,8 +164,8 @@ def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], 
     return f"""# {name}: fetal brain masking (localiser + segmenter) trained on simulated stacks only
 
 Two default `unet` models of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent slices -> softmax brain
-probability), deployed together (`fetal_keras.deploy.localise`): the **localiser** segments the brain coarsely at 3
-mm in-plane on whole slices, the most plausible head component is kept, and the **segmenter** masks a crop around
+probability), deployed together (`fetal_keras.deploy.localise`): the **localiser** segments the brain on whole slices
+(whole field of view) at {configs['localiser'].target_spacing_mm:g} mm in-plane, the most plausible head component is kept, and the **segmenter** masks a crop around
 it at 1.1 mm; the mask is resampled onto the stack's own grid. Both normalise intensities over the foreground.
 Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (the default model).
 
