@@ -142,6 +142,8 @@ def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swa
     assert single_preprocess == preprocess, "a checkpoint deploys with its run's preprocessing"
     with pytest.raises(ValueError, match="trained as a segmenter, not a localiser"):
         load_pair(segmenter, localiser)
+    with pytest.raises(ValueError, match="already a localiser \\+ segmenter pair"):
+        load_pair(localiser, "pretrained:v2")
 
 
 def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):

@@ -87,6 +87,8 @@ def _run_config(path: Path) -> TrainConfig | None:
 def _load_single(spec: str | Path):
     """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`)."""
     name = packaged_name(spec)
+    if name is not None and is_pair(name):
+        raise ValueError(f"{spec} ({name}) is already a localiser + segmenter pair: it cannot be one role of another.")
     if name is not None:
         weights, sha256 = verified_weights(name)
         return load_keras_file(weights), PreprocessConfig(), f"{name} (sha256 {sha256})", "whole"

@@ -64,8 +64,8 @@ class PretrainedRecipe:
     seed: int = 2026
     localiser_epochs: int = 40
     segmenter_epochs: int = 80
-    localiser_minutes: float = 30.0
-    segmenter_minutes: float = 80.0
+    localiser_minutes: float = 20.0
+    segmenter_minutes: float = 35.0
     steps_per_epoch: int = 50
     validation_every: int = 2
     base_filters: int = 16
