@@ -86,6 +86,10 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     configs = {role: json.loads((folder / role / "config.json").read_text())["config"] for role in PAIR_ROLES}
     assert configs["localiser"]["task"] == "localiser" and configs["segmenter"]["crop_margin_mm"] == 20.0
     assert configs["segmenter"]["image_source"] == "labels"
+    again = ["--weights-dir", str(tmp_path / "again"), "--localiser-run", str(tmp_path / "work" / "localiser")]
+    assert main(arguments + ["--workers", "1", "--real-csv", "", *again]) == 0
+    assert "localiser packaged from the finished run" in card_path(PAIR_NAME, tmp_path / "again").read_text()
+    verified_pair(weights_dir=tmp_path / "again")
     with open(folder / "segmenter" / "model.keras", "ab") as stream:
         stream.write(b"\0")
     with pytest.raises(ValueError, match="segmenter/model.keras has SHA-256"):

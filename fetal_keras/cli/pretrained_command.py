@@ -54,6 +54,13 @@ def add_parser(subparsers) -> None:
         help="labelled real stacks to measure the pair on for its card, never trained on; skipped when absent "
         "(default: %(default)s)",
     )
+    for role in ("localiser", "segmenter"):
+        parser.add_argument(
+            f"--{role}-run",
+            default=None,
+            metavar="RUN",
+            help=f"package this finished training run as the {role} instead of training one (the card says so)",
+        )
     parser.add_argument("--workers", type=int, default=None, help="simulation processes (default: one per core)")
     parser.add_argument(
         "--qc-figure",
@@ -111,5 +118,8 @@ def run(args: argparse.Namespace) -> int:
     real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None
     if real_csv is None:
         print(f"no real labelled cohort at {args.real_csv}: the card will not report real stacks")
-    make_pretrained(args.work_dir, recipe, weights_dir, workers=args.workers, real_csv=real_csv)
+    runs = {
+        role: Path(run) for role, run in (("localiser", args.localiser_run), ("segmenter", args.segmenter_run)) if run
+    }
+    make_pretrained(args.work_dir, recipe, weights_dir, workers=args.workers, real_csv=real_csv, trained_runs=runs)
     return 0

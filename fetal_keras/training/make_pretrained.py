@@ -165,7 +165,7 @@ def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], 
 
 Two default `unet` models of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent slices -> softmax brain
 probability), deployed together (`fetal_keras.deploy.localise`): the **localiser** segments the brain on whole slices
-(whole field of view) at {configs['localiser'].target_spacing_mm:g} mm in-plane, the most plausible head component is kept, and the **segmenter** masks a crop around
+(whole field of view) at {configs["localiser"].target_spacing_mm:g} mm in-plane, the most plausible head component is kept, and the **segmenter** masks a crop around
 it at 1.1 mm; the mask is resampled onto the stack's own grid. Both normalise intensities over the foreground.
 Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (the default model).
 
@@ -185,6 +185,8 @@ blur and noise (`fetal_keras.rendering`), so that only shape can be learned. Spl
 ## Recipe
 
 `{json.dumps(recipe_json)}`
+
+Origins: localiser {facts["origins"]["localiser"]}; segmenter {facts["origins"]["segmenter"]}.
 
 Localiser: {facts["epochs_run"]["localiser"]} epochs, best whole-volume validation Dice {facts["best_val_dice"]["localiser"]:.3f};
 segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs, best validation
@@ -207,6 +209,17 @@ Simulation {facts["simulation_minutes"]:.1f} min, training {facts["training_minu
 ## Known limits
 
 {KNOWN_LIMITS}"""
+
+
+def _origin(run_dir: Path, given: bool) -> str:
+    """Where a packaged role comes from, for the card."""
+    record = json.loads((run_dir / "config.json").read_text())
+    if not given:
+        return "trained by this recipe on the split above"
+    return (
+        f"packaged from the finished run `{run_dir}` (not trained by this recipe): trained on "
+        f"`{record['config']['train_csv']}` at git {record.get('git_commit')}, {record.get('created')}"
+    )
 
 
 def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filters: int):
@@ -245,6 +258,7 @@ def make_pretrained(
     name: str = PAIR_NAME,
     workers: int | None = None,
     real_csv: str | Path | None = None,
+    trained_runs: dict[str, Path] | None = None,
 ) -> Path:
     """Simulate, train both roles, select, test and package the pretrained pair; return the model card's path.
 
@@ -255,6 +269,8 @@ def make_pretrained(
         name: model name.
         workers: simulation processes (default: one per core).
         real_csv: a labelled cohort of real stacks to measure the pair on for its card (never trained on).
+        trained_runs: finished training runs to package as a role instead of training it (``{"localiser": RUN}``);
+            the card names each run, what it was trained on and its git commit.
     """
     import keras
 
@@ -275,10 +291,21 @@ def make_pretrained(
     settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
     splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
     write_splits(splits, split_dir, csv_path, settings, overwrite=True)
-    configs = {role: recipe.config(role, split_dir, work_dir / role) for role in PAIR_ROLES}
+    trained_runs = {role: Path(run) for role, run in (trained_runs or {}).items()}
+    configs = {
+        role: TrainConfig.load(trained_runs[role] / "config.json")
+        if role in trained_runs
+        else recipe.config(role, split_dir, work_dir / role)
+        for role in PAIR_ROLES
+    }
     training_start = time.perf_counter()
     for role, config in configs.items():
         run = RunFolder(config.run_dir)
+        if role in trained_runs:
+            if not run.best.is_file():
+                raise FileNotFoundError(f"{run.root} has no checkpoints/best.keras to package as the {role}.")
+            print(f"[3/5] packaging the finished run {run.root} as the {role}")
+            continue
         print(f"[3/5] training the {role} into {run.root} (at most {config.max_minutes:g} min)")
         if not run.finished:
             train(config, verbose=2)
@@ -311,6 +338,7 @@ def make_pretrained(
         "split": {part: len(table) for part, table in splits.items()},
         "epochs_run": {role: len(history) for role, history in histories.items()},
         "best_val_dice": {role: float(history["val_volume_dice"].max()) for role, history in histories.items()},
+        "origins": {role: _origin(Path(config.run_dir), role in trained_runs) for role, config in configs.items()},
         "test": summarize(test),
         "real": real,
         "real_csv": str(real_csv),
