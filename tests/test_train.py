@@ -60,6 +60,15 @@ def test_history_keeps_the_whole_volume_dice_column_when_validating_every_few_ep
     assert np.isfinite(float(values[1])) and np.isfinite(float(values[2]))  # measured every 2 epochs and at the end
 
 
+def test_the_best_checkpoint_is_a_validated_epoch_not_the_unvalidated_first(train_val_csvs, tmp_path):
+    """Epoch 0 logs NaN (no validation); the best checkpoint must come from the validated epoch 1, here the last."""
+    run = RunFolder(tmp_path / "run")
+    train(_tiny(train_val_csvs, run.root, epochs=2, validation_every=2), verbose=0)
+    best = keras.saving.load_model(run.best, compile=False).get_weights()
+    last = keras.saving.load_model(run.last, compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(best, last, strict=True))
+
+
 def test_a_time_budget_stops_training_after_the_epoch_that_fills_it(train_val_csvs, tmp_path):
     class Recorder(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

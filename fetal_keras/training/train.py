@@ -182,7 +182,11 @@ def train(
     callbacks = [
         WholeVolumeDice(val_stacks, config.validation_every, log_dir=str(run.tensorboard)),
         SliceImages(val_stacks[0], str(run.tensorboard), config.validation_every),
-        keras.callbacks.ModelCheckpoint(run.best, monitor=VOLUME_DICE, mode="max", save_best_only=True),
+        # A finite starting best: epochs without validation log NaN, and Keras would otherwise keep the first
+        # epoch (best None -> NaN, which no later Dice beats).
+        keras.callbacks.ModelCheckpoint(
+            run.best, monitor=VOLUME_DICE, mode="max", save_best_only=True, initial_value_threshold=-1.0
+        ),
         keras.callbacks.ModelCheckpoint(run.last),
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(run.history), append=True),
