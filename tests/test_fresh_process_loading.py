@@ -79,8 +79,10 @@ def test_the_python_api_loads_the_model_in_a_new_process(trained_run, name):
         "import sys, numpy as np\n"
         "from fetal_keras.models.loading import load_predictor\n"
         "predictor, _, _ = load_predictor(sys.argv[1])\n"
-        "probability = np.asarray(predictor(np.zeros((1, 3, 16, 16, 1), np.float32)))\n"
-        "assert probability.shape == (1, 3, 16, 16, 2), probability.shape\n"
+        "roles = [predictor.localiser, predictor.segmenter] if hasattr(predictor, 'segmenter') else [predictor]\n"
+        "for model in roles:\n"
+        "    probability = np.asarray(model(np.zeros((1, 3, 16, 16, 1), np.float32)))\n"
+        "    assert probability.shape == (1, 3, 16, 16, 2), probability.shape\n"
     )
     _run([sys.executable, "-c", code, _spec(run, name)])
 
