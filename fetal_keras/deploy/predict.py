@@ -104,11 +104,7 @@ def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     """Largest 3D connected component of a ``[z, y, x]`` mask, with its holes filled (uint8 0/1)."""
-    if not mask.any():
-        return mask.astype(np.uint8)
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    largest = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True) == 1
-    return sitk.GetArrayFromImage(sitk.BinaryFillhole(largest)).astype(np.uint8)
+    return keep_component_at_focus(mask, np.zeros_like(mask))
 
 
 def flagged_slices(mask: np.ndarray, spread: np.ndarray | None, options: PredictOptions) -> list[int]:
