@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import tempfile
 from pathlib import Path
 
-from fetal_keras.data.cohort import read_cohort
-from fetal_keras.deploy.predict import PredictOptions, predict_many
-from fetal_keras.evaluation.evaluate import evaluate_cohort
+from fetal_keras.deploy.predict import PredictOptions
+from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
 from fetal_keras.models.loading import load_pair, load_predictor
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else round(float(value), 4)
 
 
 def main() -> None:
@@ -49,20 +42,10 @@ def main() -> None:
         predictor, preprocess, description = load_pair(args.localiser, args.model)
     else:
         predictor, preprocess, description = load_predictor(args.model)
-    stacks = read_cohort(args.csv, require_segmentation=True)
     brain_labels = [int(v) for v in args.brain_labels.split(",")] if args.brain_labels else None
-    with tempfile.TemporaryDirectory() as scratch:
-        out = args.out or Path(scratch)
-        predictions = predict_many(
-            predictor,
-            list(zip(stacks["iFIND_id"], stacks["image"], strict=True)),
-            out,
-            PredictOptions(tta=args.tta),
-            preprocess,
-            description,
-        )
-        metrics = evaluate_cohort(args.csv, out, brain_labels, progress=False)
-    table = metrics.merge(predictions[["iFIND_id", "seconds", "error"]], on="iFIND_id", suffixes=("", "_predict"))
+    table = segment_and_score(
+        predictor, preprocess, description, args.csv, args.out, PredictOptions(tta=args.tta), brain_labels
+    )
     print(f"model: {description}; TTA: {args.tta}; cohort: {args.csv}")
     print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}")
     for row in table.itertuples():
@@ -71,17 +54,7 @@ def main() -> None:
             f"{row.iFIND_id:<24}{row.dice:>8.3f}{row.hd95_mm:>10.1f}{row.predicted_volume_ml:>10.1f}"
             f"{row.true_volume_ml:>10.1f}{row.seconds:>9.2f}" + (f"  ERROR {problem}" if problem else "")
         )
-    dice = table["dice"].fillna(0.0)  # a stack that could not be segmented counts as Dice 0
-    summary = {
-        "model": description,
-        "tta": args.tta,
-        "stacks": int(len(table)),
-        "failed": int((table["error"] != "").sum()),
-        "mean_dice": _finite(dice.mean()),
-        "min_dice": _finite(dice.min()),
-        "median_hd95_mm": _finite(table["hd95_mm"].median()),
-        "seconds_per_stack": _finite(table["seconds"].mean()),
-    }
+    summary = {"model": description, "tta": args.tta} | summarise(table)
     print(f"mean Dice {summary['mean_dice']}, min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm")
     print(json.dumps(summary))
 

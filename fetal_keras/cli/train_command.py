@@ -89,6 +89,20 @@ def add_parser(subparsers) -> None:
         "the localiser's head at deploy (segmenter default: 20)",
         type=float,
     )
+    option(
+        "--init-from",
+        "init_from",
+        "start from trained weights instead of random ones (fine-tuning): 'pretrained' (the packaged model; of the "
+        "packaged pair, the role --task names), a run folder (its checkpoints/best.keras), a pair folder or a "
+        ".keras file; the network and preprocessing settings you do not give are taken from it",
+    )
+    parser.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        default=None,
+        help="with --init-from: keep the encoder's weights and batch-norm statistics fixed, train the decoder only "
+        "(for one or two training stacks)",
+    )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
     parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")
@@ -97,10 +111,16 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: defaults, then ``--config``, then the flags given."""
+    """The run's config: defaults, then ``--config``, then (with ``--init-from``) the starting model's network and
+    preprocessing, then the flags given."""
     base = dataclasses.asdict(TrainConfig.load(args.config)) if args.config else {}
     given = {name: value for name, value in vars(args).items() if name in _DEFAULTS and value is not None}
-    return TrainConfig(**(base | given))
+    settings = base | given
+    if settings.get("init_from"):
+        from fetal_keras.training.initial_weights import inherited_settings
+
+        settings = base | inherited_settings(settings["init_from"], settings.get("task")) | given
+    return TrainConfig(**settings)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -154,6 +154,24 @@ def build_model(preset: str = "unet", **kwargs) -> keras.Model:
     return builders[preset](**kwargs)
 
 
+# Layer-name prefixes of the encoders: ``down<level>_...`` (unet), ``scale<scale>_...`` (fetal_fcn).
+ENCODER_PREFIXES = ("down", "scale")
+
+
+def freeze_encoder(model: keras.Model) -> int:
+    """Make the encoder's layers untrainable (their batch norms then use their moving statistics); return how many.
+
+    Raises:
+        ValueError: if ``model`` has no layer named as an encoder layer.
+    """
+    encoder = [layer for layer in model.layers if layer.name.startswith(ENCODER_PREFIXES) and layer.weights]
+    if not encoder:
+        raise ValueError(f"{model.name} has no encoder layer (names starting with {ENCODER_PREFIXES}) to freeze.")
+    for layer in encoder:
+        layer.trainable = False
+    return len(encoder)
+
+
 def total_stride(model: keras.Model) -> int:
     """In-plane factor that input sizes must be divisible by (product of the pooling strides)."""
     return int(np.prod([layer.strides[1] for layer in model.layers if isinstance(layer, layers.MaxPooling3D)]))

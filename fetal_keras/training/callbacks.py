@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from fetal_keras.data.preprocess import PreparedStack
 from fetal_keras.deploy.inference import predict_brain_probability
+from fetal_keras.deploy.predict import postprocess_mask
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import total_stride
 
@@ -25,9 +26,13 @@ VOLUME_DICE = "val_volume_dice"
 
 
 def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
-    """Dice of each labelled stack segmented whole with the deploy code (probability >= 0.5)."""
+    """Dice of each labelled stack segmented whole with the deploy code: probability >= 0.5, then the deploy's
+    post-processing (largest connected component, holes filled)."""
     return [
-        dice_score(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5, stack.unpadded_labels)
+        dice_score(
+            postprocess_mask(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5),
+            stack.unpadded_labels,
+        )
         for stack in stacks
         if stack.labels is not None
     ]
@@ -36,9 +41,10 @@ def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size:
 class WholeVolumeDice(keras.callbacks.Callback):
     """Mean Dice over whole validation stacks, predicted with the deploy code, as ``logs["val_volume_dice"]``.
 
-    Each stack is segmented whole (``fetal_keras.deploy.inference``); its Dice is computed on the stack's grid and the
-    mean over stacks is logged (macro average; an empty truth and empty prediction count as 1.0). It runs every
-    ``every`` epochs and on the last; in between the key holds NaN, so ``history.csv`` keeps its column from the
+    Each stack is segmented whole at the model's spacing (``fetal_keras.deploy.inference``) and post-processed as
+    deploy does (a segmenter's validation stacks are crops around their manual mask, as a correct localiser would
+    give); its Dice is computed on that grid and the mean over stacks is logged (macro average; an empty truth and
+    empty prediction count as 1.0). It runs every ``every`` epochs and on the last; in between the key holds NaN, so ``history.csv`` keeps its column from the
     first epoch and the best-model checkpoint only compares measured epochs.
     """
 

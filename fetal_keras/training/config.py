@@ -49,6 +49,11 @@ class TrainConfig:
     whole field of view); ``"segmenter"`` segments a crop around the head (default 1.1 mm, ``crop_margin_mm`` 20:
     trained and validated on crops around the brain mask, deployed on crops around what the localiser found). The
     defaults fill only settings left as None.
+
+    ``init_from`` starts from trained weights instead of random ones (fine-tuning; see
+    ``fetal_keras.training.initial_weights``: build the config with its ``fine_tuning_config`` to inherit the
+    starting model's network and preprocessing). ``freeze_encoder`` then keeps the encoder's weights and batch-norm
+    statistics fixed and trains the decoder only (for very few stacks).
     """
 
     train_csv: str
@@ -80,6 +85,8 @@ class TrainConfig:
     normalisation: str = "zscore"
     task: str = "whole"
     crop_margin_mm: float | None = None
+    init_from: str | None = None
+    freeze_encoder: bool = False
 
     def __post_init__(self):
         for name, value in TASK_DEFAULTS.get(self.task, {}).items():
@@ -106,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes}.")
+        if self.freeze_encoder and not self.init_from:
+            raise ValueError("freeze_encoder keeps trained encoder weights: it needs init_from.")
 
     @property
     def augment(self):
@@ -136,10 +145,12 @@ class TrainConfig:
             crop_margin_mm=self.crop_margin_mm,
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write the config with package versions, git commit and time (atomically)."""
+    def save(self, path: str | Path, initial_weights: dict | None = None) -> Path:
+        """Write the config with package versions, git commit and time (atomically); ``initial_weights`` records
+        where the starting weights came from (path and SHA-256)."""
         record = {
             "config": dataclasses.asdict(self),
+            **({"initial_weights": initial_weights} if initial_weights else {}),
             **provenance(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -22,10 +22,11 @@ from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_imag
 from fetal_keras.data.stack_bank import load_stack_bank
 from fetal_keras.models.losses import get_loss
 from fetal_keras.models.metrics import BrainDice
-from fetal_keras.models.networks import build_model
+from fetal_keras.models.networks import build_model, freeze_encoder
 from fetal_keras.training.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.distributed_fit import fit_with_strategy_run
+from fetal_keras.training.initial_weights import load_initial_weights, resolve_initial_weights
 
 
 class RunFolder:
@@ -153,15 +154,12 @@ def train(
     else:
         bank = load_stack_bank(label_maps_as_images(train_table, config.train_csv), label_map_preprocess(preprocess))
     val_stacks = load_stacks(val_table, preprocess)
+    initial = resolve_initial_weights(config.init_from, config.task) if config.init_from else None
     if not int(tf.reduce_sum(bank.brain_counts)):
         raise ValueError(
             f"No training stack of {config.train_csv} has any brain voxel (brain labels: "
             f"{config.brain_labels or 'every non-zero label'}): check the segmentations or --brain-labels."
         )
-    # The run folder is made only once every input has been read and accepted.
-    for folder in (run.root, run.checkpoints, run.tensorboard):
-        folder.mkdir(parents=True, exist_ok=True)
-    config.save(run.config)
     sampling = SamplingConfig(slabs_per_stack=config.slabs_per_stack, brain_fraction=config.brain_fraction)
     val_sampling = SamplingConfig(
         slabs_per_stack=config.validation_slabs_per_stack, brain_fraction=config.brain_fraction
@@ -177,7 +175,16 @@ def train(
         options = {"base_filters": config.base_filters} if config.preset == "unet" else {}
         # With several replicas, batch statistics over the global batch keep every replica identical.
         model = build_model(config.preset, synchronized_bn=strategy.num_replicas_in_sync > 1, **options)
+        if initial is not None:  # a resumed run then restores its own weights from the backup
+            load_initial_weights(model, initial)
+        if config.freeze_encoder:
+            freeze_encoder(model)
         model.compile(optimizer=_optimizer(config), loss=get_loss(config.loss), metrics=[BrainDice()])
+
+    # The run folder is made only once every input (and the starting weights) has been read and accepted.
+    for folder in (run.root, run.checkpoints, run.tensorboard):
+        folder.mkdir(parents=True, exist_ok=True)
+    config.save(run.config, initial.record() if initial else None)
 
     callbacks = [
         WholeVolumeDice(val_stacks, config.validation_every, log_dir=str(run.tensorboard)),

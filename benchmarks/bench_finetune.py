@@ -1,0 +1,84 @@
+"""Fine-tuning on a few labelled stacks: packaged weights against random ones, at the same wall-clock budget.
+
+For each training set (by default one stack, and three stacks with one per slice orientation) and each start
+(``pretrained``: the packaged pair; ``scratch``: random weights with the same network and preprocessing), train a
+localiser and a segmenter with the small-cohort recipe of ``fetal_keras.training.small_cohort`` within ``--minutes``
+of training in all, then segment every stack not trained on with the deploy code (``fetal-keras predict``'s pair
+deploy, last epoch: nothing is selected on the test stacks) and score it. The stacks of the shared real set are all
+one fetus: a user's own cohort would hold out whole subjects instead.
+
+Prints a table (mean and minimum Dice per training set and start) and, last, one JSON object with
+``dice_by_training_stacks`` (``{"1": {"pretrained": {...}, "scratch": {...}}, "3": ...}``) and ``minutes``.
+
+Run: .venv/bin/python benchmarks/bench_finetune.py [--csv COHORT] [--minutes 10] [--starts pretrained scratch]
+     [--train-ids ID [ID ...]] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
+from fetal_keras.models.loading import load_pair
+from fetal_keras.training.small_cohort import (
+    STARTS,
+    fine_tune_pair,
+    one_stack_per_orientation,
+    write_fine_tuning_split,
+)
+
+DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"labelled cohort CSV (default: {DEFAULT_CSV})")
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="training budget of each condition, both roles together (10)"
+    )
+    parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=STARTS, help="starting weights to compare")
+    parser.add_argument(
+        "--train-ids",
+        nargs="+",
+        default=None,
+        help="the larger training set (default: one stack per slice orientation); the one-stack set is its first",
+    )
+    parser.add_argument("--work", type=Path, default=None, help="keep runs and masks here (default: temporary)")
+    args = parser.parse_args()
+    if not args.csv.is_file():
+        raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
+
+    cohort = read_cohort(args.csv, require_segmentation=True)
+    larger = args.train_ids or one_stack_per_orientation(cohort)
+    training_sets = {str(n): larger[:n] for n in sorted({1, len(larger)})}
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        for size, train_ids in training_sets.items():
+            split = write_fine_tuning_split(cohort, train_ids, work / f"train_{size}")
+            for start in args.starts:
+                runs = fine_tune_pair(split, work / f"train_{size}" / start, start, args.minutes)
+                predictor, preprocess, description = load_pair(runs["localiser"], runs["segmenter"])
+                table = segment_and_score(predictor, preprocess, description, split.test_csv)
+                results.setdefault(size, {})[start] = summarise(table) | {
+                    "train_ids": train_ids,
+                    "dice": dict(zip(table["iFIND_id"], table["dice"].round(4), strict=True)),
+                }
+                print(f"trained on {train_ids} from {start}: {results[size][start]}", flush=True)
+
+    print(f"\n{'training stacks':<18}{'start':<12}{'mean Dice':>10}{'min Dice':>10}{'HD95 mm':>10}{'tested':>8}")
+    for size, by_start in results.items():
+        for start, summary in by_start.items():
+            print(
+                f"{size:<18}{start:<12}{summary['mean_dice']:>10.3f}{summary['min_dice']:>10.3f}"
+                f"{summary['median_hd95_mm']:>10.1f}{summary['stacks']:>8}"
+            )
+    print(json.dumps({"dice_by_training_stacks": results, "minutes": args.minutes, "csv": str(args.csv)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Train a localiser + segmenter pair on a few labelled stacks of one's own, from the packaged pair or from scratch.
+
+The recipe (``SMALL_COHORT_RECIPE``) is what ``benchmarks/bench_finetune.py`` measures and the README gives as the
+starting point for a lab's own stacks; ``fetal-keras train --init-from pretrained --task ROLE`` with the same
+settings is the command-line equivalent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
+from fetal_keras.data.io import read_geometry
+from fetal_keras.models.pretrained import PAIR_ROLES
+from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.initial_weights import fine_tuning_config
+
+STARTS = ("pretrained", "scratch")
+# Training settings for a few real stacks (see the README's fine-tuning section for the evidence).
+SMALL_COHORT_RECIPE = {
+    "learning_rate": 1e-3,
+    "steps_per_epoch": 25,
+    "epochs": 1000,  # the time budget ends training
+    "validation_every": 1000,
+}
+# Share of the time budget each role gets.
+ROLE_SHARES = {"localiser": 0.5, "segmenter": 0.5}
+ORIENTATIONS = ("sagittal", "coronal", "axial")
+
+
+def slice_orientation(image_path: str | Path) -> str:
+    """``"sagittal"``, ``"coronal"`` or ``"axial"``: the scanner axis closest to the stack's slice normal."""
+    direction = np.asarray(read_geometry(image_path).direction).reshape(3, 3)
+    return ORIENTATIONS[int(np.argmax(np.abs(direction[:, 2])))]
+
+
+def one_stack_per_orientation(cohort: pd.DataFrame, count: int = 3) -> list[str]:
+    """Ids of ``count`` stacks, the first of each slice orientation in cohort order, then others in cohort order.
+
+    Raises:
+        ValueError: if the cohort has fewer than ``count`` + 1 stacks (one must be left to test on).
+    """
+    if len(cohort) <= count:
+        raise ValueError(f"{count} training stacks need a cohort of at least {count + 1}, got {len(cohort)}.")
+    orientations = [slice_orientation(path) for path in cohort[IMAGE_COLUMN]]
+    first = [cohort[ID_COLUMN].iloc[orientations.index(name)] for name in dict.fromkeys(orientations)]
+    rest = [stack_id for stack_id in cohort[ID_COLUMN] if stack_id not in first]
+    return (first + rest)[:count]
+
+
+@dataclass(frozen=True)
+class FineTuningSplit:
+    """A cohort divided by stack into ``train.csv`` and ``test.csv`` (absolute paths, no subject column)."""
+
+    train_csv: Path
+    test_csv: Path
+
+
+def write_fine_tuning_split(cohort: pd.DataFrame, train_ids: list[str], folder: str | Path) -> FineTuningSplit:
+    """Write the stacks ``train_ids`` as ``folder/train.csv`` and the others as ``folder/test.csv``.
+
+    The split is by stack, not by subject (the stacks of the shared real set are one fetus): the subject column is
+    left out on purpose, so that training accepts it. Do not use it for a claim about new subjects.
+
+    Raises:
+        ValueError: for an id not in the cohort, or no stack left to test on.
+    """
+    unknown = sorted(set(train_ids) - set(cohort[ID_COLUMN]))
+    if unknown:
+        raise ValueError(f"training stacks {unknown} are not in the cohort.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = cohort[[ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN]]
+    chosen = table[ID_COLUMN].isin(train_ids)
+    if chosen.all():
+        raise ValueError("every stack is a training stack: none is left to test on.")
+    split = FineTuningSplit(folder / "train.csv", folder / "test.csv")
+    table[chosen].to_csv(split.train_csv, index=False)
+    table[~chosen].to_csv(split.test_csv, index=False)
+    return split
+
+
+def role_config(
+    split: FineTuningSplit, run_dir: Path, role: str, start: str, minutes: float, **settings
+) -> TrainConfig:
+    """The config of one role: the packaged role's network and preprocessing, its weights only when ``start`` is
+    ``"pretrained"``, the small-cohort recipe, ``minutes`` of training. The test stacks are the validation CSV
+    training requires; the recipe never validates on them (``validation_every``) and nothing is selected on them."""
+    config = fine_tuning_config(
+        str(split.train_csv),
+        str(split.test_csv),
+        str(run_dir),
+        "pretrained",
+        task=role,
+        max_minutes=minutes,
+        **(SMALL_COHORT_RECIPE | settings),
+    )
+    return config if start == "pretrained" else dataclasses.replace(config, init_from=None)
+
+
+def fine_tune_pair(
+    split: FineTuningSplit, folder: str | Path, start: str, minutes: float, **settings
+) -> dict[str, Path]:
+    """Train a localiser and a segmenter on ``split.train_csv`` (``ROLE_SHARES`` of ``minutes`` each).
+
+    Returns:
+        ``{"localiser": ..., "segmenter": ...}``: each role's last checkpoint (``checkpoints/last.keras``).
+    """
+    import keras
+
+    from fetal_keras.training.train import RunFolder, train
+
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}.")
+    last = {}
+    for role in PAIR_ROLES:
+        run = RunFolder(Path(folder) / role)
+        keras.backend.clear_session()
+        train(role_config(split, run.root, role, start, minutes * ROLE_SHARES[role], **settings), verbose=2)
+        last[role] = run.last
+    return last

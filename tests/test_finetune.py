@@ -1,0 +1,119 @@
+"""Fine-tuning: starting weights found, checked layer by layer, loaded, frozen on request, recorded in config.json."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_train_config
+
+from fetal_keras.cli.main import build_parser
+from fetal_keras.cli.train_command import config_from_args
+from fetal_keras.models.networks import build_model
+from fetal_keras.models.pretrained import pair_folder, sha256_of
+from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.initial_weights import (
+    fine_tuning_config,
+    inherited_settings,
+    load_initial_weights,
+    resolve_initial_weights,
+)
+from fetal_keras.training.train import RunFolder, train
+
+
+def _weights(path) -> dict[str, np.ndarray]:
+    model = keras.saving.load_model(path, compile=False)
+    return {variable.path: np.asarray(variable) for variable in model.weights}
+
+
+def test_a_network_of_another_shape_is_refused_naming_the_first_mismatch(tmp_path):
+    build_model("unet", base_filters=2).save(tmp_path / "small.keras")
+    initial = resolve_initial_weights(tmp_path / "small.keras", "whole")
+    with pytest.raises(ValueError, match=r"down0_a_conv/kernel.*\(3, 3, 3, 1, 2\).*\(3, 3, 3, 1, 4\)"):
+        load_initial_weights(build_model("unet", base_filters=4), initial)
+    with pytest.raises(ValueError, match="preset and base filters"):
+        load_initial_weights(build_model("unet", base_filters=2, levels=3), initial)
+
+
+def test_matching_weights_are_copied_exactly(tmp_path):
+    source = build_model("unet", base_filters=2)
+    source.save(tmp_path / "source.keras")
+    target = build_model("unet", base_filters=2)
+    load_initial_weights(target, resolve_initial_weights(tmp_path / "source.keras", "whole"))
+    for a, b in zip(source.get_weights(), target.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_packaged_pair_gives_the_role_the_run_trains_with_its_preprocessing():
+    for role in ("localiser", "segmenter"):
+        initial = resolve_initial_weights("pretrained", role)
+        assert initial.path == pair_folder() / role / "model.keras"
+        assert initial.sha256 == sha256_of(initial.path)
+        packaged = TrainConfig.load(initial.path.parent / "config.json")
+        settings = inherited_settings("pretrained", role)
+        assert settings["task"] == role and settings["init_from"] == "pretrained"
+        assert settings["target_spacing_mm"] == packaged.target_spacing_mm
+        assert settings["normalisation"] == packaged.normalisation
+    assert inherited_settings("pretrained", "segmenter")["crop_margin_mm"] == 20.0
+    with pytest.raises(ValueError, match="which role"):
+        resolve_initial_weights("pretrained", None)
+    with pytest.raises(ValueError, match="which role"):
+        resolve_initial_weights("pretrained", "whole")
+
+
+def test_folders_that_hold_no_keras_weights_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="SavedModel cannot be fine-tuned"):
+        resolve_initial_weights(tmp_path / "export", "whole")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_initial_weights(tmp_path / "missing.keras", "whole")
+
+
+def test_cli_flags_override_what_the_starting_model_gives(tmp_path):
+    args = build_parser().parse_args(
+        ["train", "--train-csv", "t.csv", "--val-csv", "v.csv", "--run-dir", str(tmp_path / "run")]
+        + ["--init-from", "pretrained", "--task", "segmenter", "--crop-margin", "12", "--freeze-encoder"]
+    )
+    config = config_from_args(args)
+    assert config.init_from == "pretrained" and config.freeze_encoder
+    assert config.crop_margin_mm == 12.0 and config.normalisation == "foreground" and config.task == "segmenter"
+    with pytest.raises(ValueError, match="needs init_from"):
+        TrainConfig("t.csv", "v.csv", str(tmp_path), freeze_encoder=True)
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_packaged_segmenter_changes_its_weights_and_records_them(train_val_csvs, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    base = tiny_train_config(*train_val_csvs, run.root, epochs=1)
+    settings = {name: getattr(base, name) for name in ("epochs", "steps_per_epoch", "batch_size", "slabs_per_stack")}
+    config = fine_tuning_config(*train_val_csvs, str(run.root), "pretrained", task="segmenter", **settings)
+    train(config, verbose=0)
+
+    record = json.loads(run.config.read_text())
+    start = pair_folder() / "segmenter" / "model.keras"
+    assert record["initial_weights"] == {"spec": "pretrained", "path": str(start), "sha256": sha256_of(start)}
+    assert TrainConfig.load(run.config) == config
+    before, after = _weights(start), _weights(run.last)
+    assert before.keys() == after.keys()
+    assert any(not np.allclose(before[name], after[name]) for name in before)
+    # Fine-tuned, not retrained: one epoch of 2 batches moves the weights only a little.
+    kernel = "down0_a_conv/kernel"
+    assert np.abs(after[kernel] - before[kernel]).max() < 0.1 * np.abs(before[kernel]).max()
+
+
+@pytest.mark.slow
+def test_a_frozen_encoder_keeps_its_weights_and_statistics(train_val_csvs, tmp_path):
+    first = RunFolder(tmp_path / "first")
+    train(tiny_train_config(*train_val_csvs, first.root, epochs=1), verbose=0)
+    second = RunFolder(tmp_path / "second")
+    train(tiny_train_config(*train_val_csvs, second.root, init_from=str(first.root), freeze_encoder=True), verbose=0)
+
+    before, after = _weights(first.best), _weights(second.last)
+    encoder = [name for name in before if name.startswith("down")]
+    decoder = [name for name in before if name.startswith("up") and "kernel" in name]
+    assert encoder and decoder
+    for name in encoder:  # kernels, gammas, betas and the moving mean/variance
+        np.testing.assert_array_equal(before[name], after[name])
+    assert any(not np.allclose(before[name], after[name]) for name in decoder)
+    assert json.loads(second.config.read_text())["initial_weights"]["path"] == str(first.best)
