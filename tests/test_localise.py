@@ -142,8 +142,11 @@ def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swa
     assert single_preprocess == preprocess, "a checkpoint deploys with its run's preprocessing"
     with pytest.raises(ValueError, match="trained as a segmenter, not a localiser"):
         load_pair(segmenter, localiser)
-    with pytest.raises(ValueError, match="already a localiser \\+ segmenter pair"):
-        load_pair(localiser, "pretrained:v2")
+    # A role of the packaged pair beside one's own model (e.g. a fine-tuned segmenter with the packaged localiser).
+    mixed, mixed_preprocess, mixed_description = load_pair(localiser, "pretrained:v2")
+    assert "fetal_pair_sim_v2 segmenter (sha256" in mixed_description
+    assert mixed_preprocess.crop_margin_mm == 20.0 and mixed_preprocess.normalisation == "foreground"
+    assert mixed.localiser_preprocess.target_spacing_mm == 3.0
 
 
 def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):

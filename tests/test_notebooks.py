@@ -110,3 +110,26 @@ def test_a_cell_that_never_finishes_fails_within_its_limit_naming_notebook_and_c
     with pytest.raises(pytest.fail.Exception, match=r"hangs\.ipynb: cell 1 .*no reply within 3 s"):
         execute_notebook(source, tmp_path / "out.ipynb", {}, cell_timeout_s=3)
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebook_02_fine_tunes_the_packaged_segmenter(train_val_csvs, tmp_path):
+    train_csv, val_csv = train_val_csvs
+    run = tmp_path / "fine_tuned"
+    parameters = {
+        "TRAIN_CSV": train_csv,
+        "VAL_CSV": val_csv,
+        "RUN_DIR": str(run),
+        "SPLIT_IF_MISSING": "",
+        "EPOCHS": 1,
+        "STEPS_PER_EPOCH": 2,
+        "BATCH_SIZE": 2,
+        "TASK": "segmenter",
+        "INIT_FROM": "pretrained",
+    }
+    execute_notebook(NOTEBOOKS / "02_train.ipynb", tmp_path / "02_train.ipynb", parameters)
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["init_from"] == "pretrained" and record["config"]["task"] == "segmenter"
+    assert record["initial_weights"]["path"].endswith("fetal_pair_sim_v2/segmenter/model.keras")
+    assert list((run / "saved_model").iterdir())

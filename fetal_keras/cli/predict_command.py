@@ -28,8 +28,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--localiser",
         default=None,
-        help="a localiser (run folder, SavedModel folder or .keras file trained with --task localiser) that finds "
-        "the head first; --model is then the segmenter run on a crop around it",
+        help="a localiser (run folder, SavedModel folder or .keras file trained with --task localiser, or "
+        "'pretrained': the packaged pair's localiser) that finds the head first; --model is then the segmenter run on "
+        "a crop around it ('pretrained': the packaged segmenter). A fine-tuned segmenter with the packaged localiser: "
+        "--localiser pretrained --model RUN",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="cohort CSV (iFIND_id,image[,segmentation]) of stacks to segment")

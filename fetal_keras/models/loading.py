@@ -84,11 +84,16 @@ def _run_config(path: Path) -> TrainConfig | None:
     return None
 
 
-def _load_single(spec: str | Path):
-    """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`)."""
+def _load_single(spec: str | Path, role: str | None = None):
+    """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`); ``role``: the role
+    it plays in a pair, which names that model of a packaged pair (``--localiser pretrained``)."""
     name = packaged_name(spec)
     if name is not None and is_pair(name):
-        raise ValueError(f"{spec} ({name}) is already a localiser + segmenter pair: it cannot be one role of another.")
+        if role is None:
+            raise ValueError(f"{spec} ({name}) is a localiser + segmenter pair, not one model.")
+        folder, checksums = verified_pair(name)
+        path = folder / role / "model.keras"
+        return load_keras_file(path), _run_config(path).preprocess, f"{name} {role} (sha256 {checksums[role]})", role
     if name is not None:
         weights, sha256 = verified_weights(name)
         return load_keras_file(weights), PreprocessConfig(), f"{name} (sha256 {sha256})", "whole"
@@ -110,7 +115,8 @@ def _load_single(spec: str | Path):
 
 
 def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
-    """A localiser and a segmenter to deploy together (``fetal_keras.deploy.localise``).
+    """A localiser and a segmenter to deploy together (``fetal_keras.deploy.localise``); either may be ``pretrained``
+    (that role of the packaged pair), e.g. a fine-tuned segmenter with the packaged localiser.
 
     Returns:
         (``LocalisedSegmenter``, the segmenter's preprocessing, description), as :func:`load_predictor`.
@@ -118,8 +124,8 @@ def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
     Raises:
         ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser).
     """
-    localiser, localiser_preprocess, localiser_description, localiser_task = _load_single(localiser_spec)
-    segmenter, preprocess, segmenter_description, segmenter_task = _load_single(segmenter_spec)
+    localiser, localiser_preprocess, localiser_description, localiser_task = _load_single(localiser_spec, "localiser")
+    segmenter, preprocess, segmenter_description, segmenter_task = _load_single(segmenter_spec, "segmenter")
     for role, spec, task in (
         ("localiser", localiser_spec, localiser_task),
         ("segmenter", segmenter_spec, segmenter_task),
