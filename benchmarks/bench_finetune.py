@@ -11,7 +11,7 @@ Prints a table (mean and minimum Dice per training set and start) and, last, one
 ``dice_by_training_stacks`` (``{"1": {"pretrained": {...}, "scratch": {...}}, "3": ...}``) and ``minutes``.
 
 Run: .venv/bin/python benchmarks/bench_finetune.py [--csv COHORT] [--minutes 10] [--starts pretrained scratch]
-     [--train-ids ID [ID ...]] [--work DIR]
+     [--sizes 1 3] [--train-ids ID [ID ...]] [--set NAME=VALUE ...] [--work DIR]
 """
 
 from __future__ import annotations
@@ -47,21 +47,33 @@ def main() -> None:
         default=None,
         help="the larger training set (default: one stack per slice orientation); the one-stack set is its first",
     )
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, default=[1, 3], help="training-set sizes, each the first N of the larger set"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a TrainConfig setting of the recipe (VALUE in JSON), e.g. --set batch_size=5 learning_rate=3e-4",
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep runs and masks here (default: temporary)")
     args = parser.parse_args()
     if not args.csv.is_file():
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
 
     cohort = read_cohort(args.csv, require_segmentation=True)
-    larger = args.train_ids or one_stack_per_orientation(cohort)
-    training_sets = {str(n): larger[:n] for n in sorted({1, len(larger)})}
+    larger = args.train_ids or one_stack_per_orientation(cohort, max(args.sizes))
+    training_sets = {str(n): larger[:n] for n in sorted(set(args.sizes))}
+    settings = {name: json.loads(value) for name, value in (item.split("=", 1) for item in args.settings)}
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         for size, train_ids in training_sets.items():
             split = write_fine_tuning_split(cohort, train_ids, work / f"train_{size}")
             for start in args.starts:
-                runs = fine_tune_pair(split, work / f"train_{size}" / start, start, args.minutes)
+                runs = fine_tune_pair(split, work / f"train_{size}" / start, start, args.minutes, **settings)
                 predictor, preprocess, description = load_pair(runs["localiser"], runs["segmenter"])
                 table = segment_and_score(predictor, preprocess, description, split.test_csv)
                 results.setdefault(size, {})[start] = summarise(table) | {
@@ -77,7 +89,11 @@ def main() -> None:
                 f"{size:<18}{start:<12}{summary['mean_dice']:>10.3f}{summary['min_dice']:>10.3f}"
                 f"{summary['median_hd95_mm']:>10.1f}{summary['stacks']:>8}"
             )
-    print(json.dumps({"dice_by_training_stacks": results, "minutes": args.minutes, "csv": str(args.csv)}))
+    print(
+        json.dumps(
+            {"dice_by_training_stacks": results, "minutes": args.minutes, "settings": settings, "csv": str(args.csv)}
+        )
+    )
 
 
 if __name__ == "__main__":

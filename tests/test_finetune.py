@@ -117,3 +117,18 @@ def test_a_frozen_encoder_keeps_its_weights_and_statistics(train_val_csvs, tmp_p
         np.testing.assert_array_equal(before[name], after[name])
     assert any(not np.allclose(before[name], after[name]) for name in decoder)
     assert json.loads(second.config.read_text())["initial_weights"]["path"] == str(first.best)
+
+
+@pytest.mark.slow
+def test_a_segmenter_validates_on_what_its_localiser_finds(train_val_csvs, tmp_path):
+    localiser = RunFolder(tmp_path / "localiser")
+    train(tiny_train_config(*train_val_csvs, localiser.root, epochs=1, task="localiser"), verbose=0)
+    segmenter = RunFolder(tmp_path / "segmenter")
+    config = tiny_train_config(
+        *train_val_csvs, segmenter.root, epochs=1, task="segmenter", validation_localiser=str(localiser.best)
+    )
+    train(config, verbose=0)
+    dice = float(segmenter.history.read_text().splitlines()[-1].split(",")[-1])
+    assert 0.0 <= dice <= 1.0
+    with pytest.raises(ValueError, match="segmenter's setting"):
+        tiny_train_config(*train_val_csvs, tmp_path, validation_localiser="pretrained")

@@ -164,3 +164,28 @@ def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):
     bank = load_stack_bank(tmp_path / "cohort.csv", PreprocessConfig(crop_margin_mm=5.0, min_shape=(3, 32, 32)), False)
     assert bank.shapes.numpy().tolist() == [[6, 49, 39], [6, 49, 39]]  # 39 + 2 x 5 rows, 29 + 2 x 5 columns
     assert bank.brain_counts.numpy().min() > 0
+
+
+def _ellipsoid_stack(tmp_path, centre_y: int = 40):
+    z, y, x = np.indices((6, 200, 180))
+    brain = ((y - centre_y) / 20.0) ** 2 + ((x - 90) / 15.0) ** 2 + ((z - 3) / 2.0) ** 2 < 1
+    image = np.random.default_rng(0).normal(100, 5, brain.shape) + 300 * brain
+    write_volume(tmp_path / "i.nii.gz", image.astype(np.int16), (1.0, 1.0, 3.0))
+    write_volume(tmp_path / "s.nii.gz", brain.astype(np.uint8), (1.0, 1.0, 3.0))
+    return brain
+
+
+def test_brain_a_wrong_crop_leaves_out_is_counted_and_lowers_the_validation_dice(tmp_path):
+    from fetal_keras.training.callbacks import whole_volume_dice_scores
+
+    brain = _ellipsoid_stack(tmp_path)
+    config = PreprocessConfig(crop_margin_mm=5.0, min_shape=(3, 32, 32))
+    around_brain = prepare_stack("s", tmp_path / "i.nii.gz", tmp_path / "s.nii.gz", config)
+    assert around_brain.labels_outside == 0
+    elsewhere = np.zeros_like(brain, np.uint8)
+    elsewhere[2:4, 150:170, 80:100] = 1  # a localiser that found something else
+    wrong = prepare_stack("s", tmp_path / "i.nii.gz", tmp_path / "s.nii.gz", config, elsewhere)
+    assert wrong.labels_outside == int(brain.sum()) and not wrong.unpadded_labels.any()
+    perfect = ThresholdPredictor()  # whitened brain is bright, its surroundings dark
+    assert whole_volume_dice_scores(perfect, [around_brain])[0] > 0.9
+    assert whole_volume_dice_scores(perfect, [wrong]) == [0.0]

@@ -103,6 +103,12 @@ def add_parser(subparsers) -> None:
         help="with --init-from: keep the encoder's weights and batch-norm statistics fixed, train the decoder only "
         "(for one or two training stacks)",
     )
+    option(
+        "--validation-localiser",
+        "validation_localiser",
+        "segmenters: validate on crops around what this localiser finds (run folder, .keras file or 'pretrained'), "
+        "as the pair deploys, instead of around the manual masks; brain outside a crop counts as missed",
+    )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
     parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")

@@ -11,7 +11,7 @@ slab are padded with their background, never rejected.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,8 @@ class PreparedStack:
 
     ``valid`` is the region of the arrays that holds the stack (the rest is padding); ``geometry`` is the grid of
     the unpadded arrays (the file's own grid unless resampled) and ``source_geometry`` the file's grid.
+    ``labels_outside`` counts the brain voxels (on ``geometry``'s spacing) that a crop left out: a validation Dice
+    counts them as missed.
     """
 
     stack_id: str
@@ -78,6 +80,7 @@ class PreparedStack:
     valid: tuple[slice, slice, slice]
     geometry: StackGeometry
     source_geometry: StackGeometry
+    labels_outside: int = 0
 
     @property
     def unpadded_image(self) -> np.ndarray:
@@ -224,16 +227,19 @@ def prepare_stack(
             brain, _ = _resampled(brain, stack.geometry, config.target_spacing_mm, True)
         if focus is not None:
             focus, _ = _resampled(focus, stack.geometry, config.target_spacing_mm, True)
+    labels_outside = 0
     if config.crop_margin_mm is not None and focus is not None and focus.any():
         region = crop_region(focus, geometry.spacing_mm[::-1], config.crop_margin_mm, config.min_shape)
         image, geometry = image[region], geometry.cropped(region)
-        brain = None if brain is None else brain[region]
+        if brain is not None:
+            labels_outside = int(brain.sum()) - int(brain[region].sum())
+            brain = brain[region]
     if not config.image_is_label_map:
         image = normalise_intensity(image, config)
     image, valid = pad_to(image, config.min_shape, 0.0 if config.image_is_label_map else float(image.min()))
     if brain is not None:
         brain, _ = pad_to(brain, config.min_shape, 0)
-    return PreparedStack(stack_id, image.astype(np.float16), brain, valid, geometry, stack.geometry)
+    return PreparedStack(stack_id, image.astype(np.float16), brain, valid, geometry, stack.geometry, labels_outside)
 
 
 def label_maps_as_images(table: pd.DataFrame, csv_path: str | Path) -> pd.DataFrame:
@@ -269,9 +275,16 @@ def prepared_shape(geometry: StackGeometry, config: PreprocessConfig) -> tuple[i
 
 
 def iter_prepared(
-    cohort: str | Path | pd.DataFrame, config: PreprocessConfig, require_labels: bool = True, progress: bool = True
+    cohort: str | Path | pd.DataFrame,
+    config: PreprocessConfig,
+    require_labels: bool = True,
+    progress: bool = True,
+    focus: Mapping[str, np.ndarray] | None = None,
 ) -> Iterator[PreparedStack]:
     """Prepare the stacks of a cohort CSV (or an already read cohort table) one by one, with a progress bar.
+
+    ``focus`` maps stack ids to the region a segmenter's crop is cut around (see :func:`prepare_stack`), e.g. what
+    a localiser found; stacks it does not name are cropped around their brain mask.
 
     Raises:
         ValueError: naming the CSV line and file of a stack that cannot be prepared.
@@ -281,13 +294,23 @@ def iter_prepared(
         table.iterrows(), total=len(table), desc="loading stacks", unit="stack", disable=not progress
     ):
         try:
-            yield prepare_stack(row[ID_COLUMN], row[IMAGE_COLUMN], row[SEGMENTATION_COLUMN] or None, config)
+            yield prepare_stack(
+                row[ID_COLUMN],
+                row[IMAGE_COLUMN],
+                row[SEGMENTATION_COLUMN] or None,
+                config,
+                (focus or {}).get(row[ID_COLUMN]),
+            )
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"line {line} (iFIND_id {row[ID_COLUMN]!r}): {error}") from None
 
 
 def load_stacks(
-    cohort: str | Path | pd.DataFrame, config: PreprocessConfig, require_labels: bool = True, progress: bool = True
+    cohort: str | Path | pd.DataFrame,
+    config: PreprocessConfig,
+    require_labels: bool = True,
+    progress: bool = True,
+    focus: Mapping[str, np.ndarray] | None = None,
 ) -> list[PreparedStack]:
     """Prepare every stack of a cohort (see :func:`iter_prepared`) and keep them all in memory."""
-    return list(iter_prepared(cohort, config, require_labels, progress))
+    return list(iter_prepared(cohort, config, require_labels, progress, focus))

@@ -84,7 +84,7 @@ def _run_config(path: Path) -> TrainConfig | None:
     return None
 
 
-def _load_single(spec: str | Path, role: str | None = None):
+def load_single(spec: str | Path, role: str | None = None):
     """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`); ``role``: the role
     it plays in a pair, which names that model of a packaged pair (``--localiser pretrained``)."""
     name = packaged_name(spec)
@@ -124,8 +124,8 @@ def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
     Raises:
         ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser).
     """
-    localiser, localiser_preprocess, localiser_description, localiser_task = _load_single(localiser_spec, "localiser")
-    segmenter, preprocess, segmenter_description, segmenter_task = _load_single(segmenter_spec, "segmenter")
+    localiser, localiser_preprocess, localiser_description, localiser_task = load_single(localiser_spec, "localiser")
+    segmenter, preprocess, segmenter_description, segmenter_task = load_single(segmenter_spec, "segmenter")
     for role, spec, task in (
         ("localiser", localiser_spec, localiser_task),
         ("segmenter", segmenter_spec, segmenter_task),
@@ -170,5 +170,5 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
         return load_pair(pair_file.parent / localiser, pair_file.parent / segmenter)
-    predictor, preprocess, description, _ = _load_single(spec)
+    predictor, preprocess, description, _ = load_single(spec)
     return predictor, preprocess, description

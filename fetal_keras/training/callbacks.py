@@ -27,15 +27,18 @@ VOLUME_DICE = "val_volume_dice"
 
 def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
     """Dice of each labelled stack segmented whole with the deploy code: probability >= 0.5, then the deploy's
-    post-processing (largest connected component, holes filled)."""
-    return [
-        dice_score(
-            postprocess_mask(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5),
-            stack.unpadded_labels,
-        )
-        for stack in stacks
-        if stack.labels is not None
-    ]
+    post-processing (largest connected component, holes filled); brain a crop left out counts as missed."""
+    scores = []
+    for stack in stacks:
+        if stack.labels is None:
+            continue
+        mask = postprocess_mask(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5) > 0
+        truth = stack.unpadded_labels.astype(bool)
+        if stack.labels_outside:
+            scores.append(2.0 * int((mask & truth).sum()) / (int(mask.sum()) + int(truth.sum()) + stack.labels_outside))
+        else:
+            scores.append(dice_score(mask, truth))
+    return scores
 
 
 class WholeVolumeDice(keras.callbacks.Callback):

@@ -54,6 +54,10 @@ class TrainConfig:
     ``fetal_keras.training.initial_weights``: build the config with its ``fine_tuning_config`` to inherit the
     starting model's network and preprocessing). ``freeze_encoder`` then keeps the encoder's weights and batch-norm
     statistics fixed and trains the decoder only (for very few stacks).
+
+    ``validation_localiser`` (segmenters): validate on crops around what this localiser finds (as ``fetal-keras
+    predict --localiser`` deploys) instead of around the manual masks, brain outside a crop counting as missed, so
+    that the validation Dice is the one the pair will reach.
     """
 
     train_csv: str
@@ -87,6 +91,7 @@ class TrainConfig:
     crop_margin_mm: float | None = None
     init_from: str | None = None
     freeze_encoder: bool = False
+    validation_localiser: str | None = None
 
     def __post_init__(self):
         for name, value in TASK_DEFAULTS.get(self.task, {}).items():
@@ -113,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes}.")
+        if self.validation_localiser is not None and self.task != "segmenter":
+            raise ValueError(f"validation_localiser is a segmenter's setting; this run's task is {self.task!r}.")
         if self.freeze_encoder and not self.init_from:
             raise ValueError("freeze_encoder keeps trained encoder weights: it needs init_from.")
 

@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
+import pandas as pd
 import tensorflow as tf
+from tqdm.auto import tqdm
 
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN
 from fetal_keras.data.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
 from fetal_keras.data.stack_bank import load_stack_bank
+from fetal_keras.deploy.localise import LocalisedSegmenter
+from fetal_keras.deploy.predict import PredictOptions, locate_head
+from fetal_keras.models.loading import load_single
 from fetal_keras.models.losses import get_loss
 from fetal_keras.models.metrics import BrainDice
 from fetal_keras.models.networks import build_model, freeze_encoder
@@ -97,6 +104,19 @@ def finished_epochs(backup_dir: Path) -> int:
         raise ValueError(f"{metadata} is damaged ({error}); delete {backup_dir} to restart the run.") from None
 
 
+def localised_heads(localiser_spec: str | Path, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What a localiser finds on each stack of a cohort table (``{iFIND_id: uint8 [z, y, x] head}``, the file's
+    grid), as ``fetal-keras predict --localiser`` finds it."""
+    localiser, localiser_preprocess, _, _ = load_single(localiser_spec, "localiser")
+    pair = LocalisedSegmenter(localiser, localiser_preprocess, segmenter=None)
+    return {
+        stack_id: locate_head(pair, stack_id, path, PredictOptions())
+        for stack_id, path in tqdm(
+            zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True), total=len(table), desc="localising", unit="stack"
+        )
+    }
+
+
 def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
     """Refuse to mix two different runs in one folder, or to silently redo a finished run."""
     if run.config.exists():
@@ -153,7 +173,8 @@ def train(
         bank = load_stack_bank(train_table, preprocess)
     else:
         bank = load_stack_bank(label_maps_as_images(train_table, config.train_csv), label_map_preprocess(preprocess))
-    val_stacks = load_stacks(val_table, preprocess)
+    val_focus = localised_heads(config.validation_localiser, val_table) if config.validation_localiser else None
+    val_stacks = load_stacks(val_table, preprocess, focus=val_focus)
     initial = resolve_initial_weights(config.init_from, config.task) if config.init_from else None
     if not int(tf.reduce_sum(bank.brain_counts)):
         raise ValueError(
