@@ -11,3 +11,5 @@ IMAGE_SOURCES = ("images", "labels")
 NORMALISATIONS = ("zscore", "foreground")
 # What a trained model does: segment whole stacks, find the head at a coarse spacing, or segment a crop around it.
 TASKS = ("whole", "localiser", "segmenter")
+# How the learning rate changes over a run: fixed, or annealed to 0 along a half cosine (over epochs or time budget).
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")

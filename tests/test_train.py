@@ -162,3 +162,12 @@ def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     reference = keras.saving.load_model(uninterrupted.last, safe_mode=True)
     for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_cosine_schedule_anneals_the_learning_rate_towards_zero(train_val_csvs, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    train(_tiny(train_val_csvs, run.root, epochs=3, learning_rate=0.01, learning_rate_schedule="cosine"), verbose=0)
+    with open(run.history) as stream:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(stream)]
+    assert len(rates) == 3 and rates[0] > rates[1] > rates[2]
+    assert rates[0] < 0.01 and rates[2] < 0.001

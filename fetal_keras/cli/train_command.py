@@ -8,6 +8,7 @@ import dataclasses
 from fetal_keras.choices import (
     AUGMENTATIONS,
     IMAGE_SOURCES,
+    LEARNING_RATE_SCHEDULES,
     LOSSES,
     MODEL_PRESETS,
     NORMALISATIONS,
@@ -50,6 +51,12 @@ def add_parser(subparsers) -> None:
     option("--batch-size", "batch_size", "global batch size (split over replicas)", type=int)
     option("--optimizer", "optimizer", "optimizer", choices=OPTIMIZERS)
     option("--learning-rate", "learning_rate", "learning rate", type=float)
+    option(
+        "--learning-rate-schedule",
+        "learning_rate_schedule",
+        "constant, or cosine: annealed to 0 by the last epoch or the end of --max-minutes, whichever comes first",
+        choices=LEARNING_RATE_SCHEDULES,
+    )
     option("--momentum", "momentum", "SGD momentum", type=float)
     option("--loss", "loss", "loss", choices=LOSSES)
     option("--seed", "seed", "random seed of sampling, augmentation and initialisation", type=int)

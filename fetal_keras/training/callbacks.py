@@ -128,6 +128,41 @@ class TimeBudget(keras.callbacks.Callback):
             print(f"Time budget of {self.seconds / 60:g} min reached: stopping after epoch {epoch + 1}.")
 
 
+class CosineDecay(keras.callbacks.Callback):
+    """Anneal the learning rate from its initial value to 0 along a half cosine over the run.
+
+    Progress is the larger of the fraction of training batches done (``epochs x steps``) and, with ``minutes``,
+    the fraction of the time budget used, so a run that a time budget (:class:`TimeBudget`) will stop still ends
+    near 0. The rate is set before every batch and logged as ``learning_rate``. A resumed run anneals again over
+    its remaining epochs (and its fresh time budget).
+    """
+
+    def __init__(self, minutes: float | None = None):
+        super().__init__()
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.step = 0
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        self.initial = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.total_steps = max(int(self.params.get("epochs", 1)) * int(self.params.get("steps") or 1), 1)
+
+    def progress(self) -> float:
+        """Fraction of the run done, in [0, 1]."""
+        done = self.step / self.total_steps
+        if self.seconds:
+            done = max(done, (time.monotonic() - self.start) / self.seconds)
+        return min(done, 1.0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(0.5 * self.initial * (1.0 + np.cos(np.pi * self.progress())))
+        self.step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class LiveHistoryPlot(keras.callbacks.Callback):
     """Redraw the Dice curves (``fetal_keras.figures.metric_plots.plot_training_curves``) in a notebook after every epoch."""
 

@@ -15,6 +15,7 @@ from fetal_keras import __version__
 from fetal_keras.choices import (
     AUGMENTATIONS,
     IMAGE_SOURCES,
+    LEARNING_RATE_SCHEDULES,
     LOSSES,
     MODEL_PRESETS,
     NORMALISATIONS,
@@ -55,6 +56,9 @@ class TrainConfig:
     starting model's network and preprocessing). ``freeze_encoder`` then keeps the encoder's weights and batch-norm
     statistics fixed and trains the decoder only (for very few stacks).
 
+    ``learning_rate_schedule="cosine"`` anneals the learning rate to 0 by the last epoch or the end of
+    ``max_minutes``, whichever comes first.
+
     ``validation_localiser`` (segmenters): validate on crops around what this localiser finds (as ``fetal-keras
     predict --localiser`` deploys) instead of around the manual masks, brain outside a crop counting as missed, so
     that the validation Dice is the one the pair will reach.
@@ -70,6 +74,7 @@ class TrainConfig:
     batch_size: int = 10
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
     momentum: float = 0.9
     loss: str = "cross_entropy+dice"
     seed: int = 42
@@ -108,6 +113,7 @@ class TrainConfig:
             ("image_source", IMAGE_SOURCES),
             ("normalisation", NORMALISATIONS),
             ("task", TASKS),
+            ("learning_rate_schedule", LEARNING_RATE_SCHEDULES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")

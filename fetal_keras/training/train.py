@@ -30,7 +30,14 @@ from fetal_keras.models.loading import load_single
 from fetal_keras.models.losses import get_loss
 from fetal_keras.models.metrics import BrainDice
 from fetal_keras.models.networks import build_model, freeze_encoder
-from fetal_keras.training.callbacks import VOLUME_DICE, SliceImages, TimeBudget, WholeVolumeDice, export_saved_model
+from fetal_keras.training.callbacks import (
+    VOLUME_DICE,
+    CosineDecay,
+    SliceImages,
+    TimeBudget,
+    WholeVolumeDice,
+    export_saved_model,
+)
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.distributed_fit import fit_with_strategy_run
 from fetal_keras.training.initial_weights import load_initial_weights, resolve_initial_weights
@@ -222,6 +229,8 @@ def train(
     ]
     if config.max_minutes is not None:
         callbacks.append(TimeBudget(config.max_minutes))
+    if config.learning_rate_schedule == "cosine":
+        callbacks.insert(0, CosineDecay(config.max_minutes))  # first, so the other callbacks log its rate
     callbacks += list(extra_callbacks)
     try:
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
