@@ -34,6 +34,17 @@ from fetal_keras.training.small_cohort import (
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` as (name, value): VALUE read as JSON, else kept as text (``schedule=cosine``)."""
+    if "=" not in text:
+        raise SystemExit(f"--set takes NAME=VALUE, got {text!r}.")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"labelled cohort CSV (default: {DEFAULT_CSV})")
@@ -56,7 +67,8 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="NAME=VALUE",
-        help="override a TrainConfig setting of the recipe (VALUE in JSON), e.g. --set batch_size=5 learning_rate=3e-4",
+        help="override a TrainConfig setting of the recipe (VALUE as JSON, else text), e.g. --set batch_size=5 "
+        "learning_rate_schedule=cosine",
     )
     parser.add_argument("--work", type=Path, default=None, help="keep runs and masks here (default: temporary)")
     args = parser.parse_args()
@@ -66,7 +78,7 @@ def main() -> None:
     cohort = read_cohort(args.csv, require_segmentation=True)
     larger = args.train_ids or one_stack_per_orientation(cohort, max(args.sizes))
     training_sets = {str(n): larger[:n] for n in sorted(set(args.sizes))}
-    settings = {name: json.loads(value) for name, value in (item.split("=", 1) for item in args.settings)}
+    settings = dict(_setting(item) for item in args.settings)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
