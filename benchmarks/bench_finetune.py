@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-from fetal_keras.models.loading import load_pair
+from fetal_keras.models.loading import load_predictor
 from fetal_keras.training.small_cohort import (
     STARTS,
     fine_tune_pair,
@@ -85,8 +85,10 @@ def main() -> None:
         for size, train_ids in training_sets.items():
             split = write_fine_tuning_split(cohort, train_ids, work / f"train_{size}")
             for start in args.starts:
-                runs = fine_tune_pair(split, work / f"train_{size}" / start, start, args.minutes, **settings)
-                predictor, preprocess, description = load_pair(runs["localiser"], runs["segmenter"])
+                pair = fine_tune_pair(
+                    split.train_csv, split.test_csv, work / f"train_{size}" / start, start, args.minutes, **settings
+                )
+                predictor, preprocess, description = load_predictor(pair)
                 table = segment_and_score(predictor, preprocess, description, split.test_csv)
                 results.setdefault(size, {})[start] = summarise(table) | {
                     "train_ids": train_ids,

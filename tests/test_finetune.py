@@ -132,3 +132,24 @@ def test_a_segmenter_validates_on_what_its_localiser_finds(train_val_csvs, tmp_p
     assert 0.0 <= dice <= 1.0
     with pytest.raises(ValueError, match="segmenter's setting"):
         tiny_train_config(*train_val_csvs, tmp_path, validation_localiser="pretrained")
+
+
+@pytest.mark.slow
+def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stacks(train_val_csvs, tmp_path):
+    from fetal_keras.cli.main import main
+
+    out = tmp_path / "pair"
+    argv = ["finetune", "--train-csv", train_val_csvs[0], "--val-csv", train_val_csvs[1], "--out", str(out)]
+    assert main(argv + ["--minutes", "0.01", "--batch-size", "2"]) == 0
+    assert json.loads((out / "pair.json").read_text()) == {
+        "localiser": "localiser/checkpoints/last.keras",
+        "segmenter": "segmenter/checkpoints/last.keras",
+    }
+    for role in ("localiser", "segmenter"):
+        record = json.loads((out / role / "config.json").read_text())
+        assert record["config"]["task"] == role and record["initial_weights"]["path"].endswith(f"{role}/model.keras")
+    summary = json.loads((out / "validation_summary.json").read_text())
+    assert summary["stacks"] == 2 and 0.0 <= summary["mean_dice"] <= 1.0
+    assert len(list((out / "validation_masks").glob("*_mask.nii.gz"))) == 2
+    assert main(["predict", "--model", str(out), "--csv", train_val_csvs[1], "--out", str(tmp_path / "masks")]) == 0
+    assert main(argv) == 2  # the folder holds a finished pair

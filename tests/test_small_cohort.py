@@ -7,7 +7,6 @@ from conftest import synthetic_pair, write_volume
 
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.training.small_cohort import (
-    FineTuningSplit,
     one_stack_per_orientation,
     role_config,
     slice_orientation,
@@ -58,9 +57,8 @@ def test_the_split_is_by_stack_and_leaves_stacks_to_test_on(tmp_path):
 
 
 def test_scratch_and_pretrained_differ_only_in_their_starting_weights(tmp_path):
-    split = FineTuningSplit(tmp_path / "train.csv", tmp_path / "test.csv")
-    pretrained = role_config(split, tmp_path / "a", "segmenter", "pretrained", 3.0)
-    scratch = role_config(split, tmp_path / "a", "segmenter", "scratch", 3.0)
+    pretrained = role_config("train.csv", "test.csv", tmp_path / "a", "segmenter", "pretrained", 3.0)
+    scratch = role_config("train.csv", "test.csv", tmp_path / "a", "segmenter", "scratch", 3.0)
     assert pretrained.init_from == "pretrained" and scratch.init_from is None
     assert pretrained.max_minutes == 3.0 and pretrained.normalisation == "foreground"
     assert {**vars(pretrained), "init_from": None} == vars(scratch)

@@ -17,7 +17,14 @@ import fetal_keras.models.metrics
 import fetal_keras.models.networks  # noqa: F401
 from fetal_keras.data.preprocess import PreprocessConfig
 from fetal_keras.deploy.localise import LocalisedSegmenter
-from fetal_keras.models.pretrained import PRETRAINED_SPEC, is_pair, packaged_name, verified_pair, verified_weights
+from fetal_keras.models.pretrained import (
+    PAIR_FILE,
+    PRETRAINED_SPEC,
+    is_pair,
+    packaged_name,
+    verified_pair,
+    verified_weights,
+)
 from fetal_keras.training.callbacks import SAVED_MODEL_INFO
 from fetal_keras.training.config import TrainConfig
 
@@ -69,9 +76,6 @@ def load_keras_file(path: Path) -> keras.Model:
             "[batch, 3, y, x, 2] brain probabilities is expected."
         )
     return model
-
-
-PAIR_FILE = "pair.json"
 
 
 def _run_config(path: Path) -> TrainConfig | None:

@@ -10,6 +10,7 @@ re-creates the newest); their card ``<name>.md`` records how, and the SHA-256 of
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -21,6 +22,23 @@ SINGLE_NAME = PACKAGED_MODELS["v1"]
 PAIR_NAME = PACKAGED_MODELS["v2"]
 PAIR_ROLES = ("localiser", "segmenter")
 PRETRAINED_SPEC = "pretrained"
+# A pair folder's index: {"localiser": path, "segmenter": path}, relative to the folder.
+PAIR_FILE = "pair.json"
+
+
+def write_pair_file(folder: str | Path, models: dict[str, str]) -> Path:
+    """Write ``folder/pair.json`` (atomically) naming each role's model, paths relative to ``folder``.
+
+    Raises:
+        ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``.
+    """
+    from fetal_keras.files import atomic_output
+
+    if set(models) != set(PAIR_ROLES):
+        raise ValueError(f"a pair names a model for each of {PAIR_ROLES}, got {sorted(models)}.")
+    with atomic_output(Path(folder) / PAIR_FILE) as temporary:
+        temporary.write_text(json.dumps(models, indent=2) + "\n")
+    return Path(folder) / PAIR_FILE
 
 
 def packaged_name(spec: str) -> str | None:
@@ -118,4 +136,4 @@ def verified_pair(name: str = PAIR_NAME, weights_dir: Path = WEIGHTS_DIR) -> tup
 
 def is_pair(name: str, weights_dir: Path = WEIGHTS_DIR) -> bool:
     """Whether packaged model ``name`` is a localiser + segmenter pair."""
-    return (pair_folder(name, weights_dir) / "pair.json").is_file() or name == PAIR_NAME
+    return (pair_folder(name, weights_dir) / PAIR_FILE).is_file() or name == PAIR_NAME

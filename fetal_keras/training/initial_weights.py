@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetal_keras.models.pretrained import (
+    PAIR_FILE,
     PAIR_ROLES,
     is_pair,
     packaged_name,
@@ -32,7 +33,6 @@ INHERITED_SETTINGS = (
     "normalisation",
     "crop_margin_mm",
 )
-PAIR_FILE = "pair.json"
 
 
 @dataclass(frozen=True)

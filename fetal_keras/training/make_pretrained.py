@@ -25,7 +25,15 @@ import pandas as pd
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.files import atomic_output
-from fetal_keras.models.pretrained import PAIR_NAME, PAIR_ROLES, WEIGHTS_DIR, card_path, pair_folder, sha256_of
+from fetal_keras.models.pretrained import (
+    PAIR_NAME,
+    PAIR_ROLES,
+    WEIGHTS_DIR,
+    card_path,
+    pair_folder,
+    sha256_of,
+    write_pair_file,
+)
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.training.config import TrainConfig, provenance
 
@@ -317,8 +325,7 @@ def make_pretrained(
         role: _package_role(Path(config.run_dir), config, folder / role, recipe.base_filters)
         for role, config in configs.items()
     }
-    with atomic_output(folder / "pair.json") as temporary:
-        temporary.write_text(json.dumps({role: f"{role}/model.keras" for role in PAIR_ROLES}, indent=2) + "\n")
+    write_pair_file(folder, {role: f"{role}/model.keras" for role in PAIR_ROLES})
 
     print("[5/5] measuring the pair on the simulated test split" + (" and the real stacks" if real_csv else ""))
     test = _measure(folder, split_dir / "test.csv", work_dir / "test_predictions", tta=False)

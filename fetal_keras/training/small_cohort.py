@@ -16,7 +16,7 @@ import pandas as pd
 
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
 from fetal_keras.data.io import read_geometry
-from fetal_keras.models.pretrained import PAIR_ROLES
+from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, write_pair_file
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
 
@@ -86,14 +86,14 @@ def write_fine_tuning_split(cohort: pd.DataFrame, train_ids: list[str], folder: 
 
 
 def role_config(
-    split: FineTuningSplit, run_dir: Path, role: str, start: str, minutes: float, **settings
+    train_csv: str | Path, val_csv: str | Path, run_dir: Path, role: str, start: str, minutes: float, **settings
 ) -> TrainConfig:
     """The config of one role: the packaged role's network and preprocessing, its weights only when ``start`` is
-    ``"pretrained"``, the small-cohort recipe, ``minutes`` of training. The test stacks are the validation CSV
-    training requires; the recipe never validates on them (``validation_every``) and nothing is selected on them."""
+    ``"pretrained"``, the small-cohort recipe, ``minutes`` of training. The recipe never validates during training
+    (``validation_every``) and keeps the last epoch: nothing is selected on ``val_csv``."""
     config = fine_tuning_config(
-        str(split.train_csv),
-        str(split.test_csv),
+        str(train_csv),
+        str(val_csv),
         str(run_dir),
         "pretrained",
         task=role,
@@ -104,12 +104,19 @@ def role_config(
 
 
 def fine_tune_pair(
-    split: FineTuningSplit, folder: str | Path, start: str, minutes: float, **settings
-) -> dict[str, Path]:
-    """Train a localiser and a segmenter on ``split.train_csv`` (``ROLE_SHARES`` of ``minutes`` each).
+    train_csv: str | Path, val_csv: str | Path, folder: str | Path, start: str, minutes: float, **settings
+) -> Path:
+    """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each) into
+    ``folder/localiser/`` and ``folder/segmenter/``, and write ``folder/pair.json`` naming their last checkpoints.
+    Rerun the same call after an interruption: a finished role is kept, an interrupted one resumes (with a fresh
+    time budget).
 
     Returns:
-        ``{"localiser": ..., "segmenter": ...}``: each role's last checkpoint (``checkpoints/last.keras``).
+        The pair folder: ``fetal-keras predict --model FOLDER`` deploys it.
+
+    Raises:
+        ValueError: for an unknown ``start``, or as ``fetal_keras.training.train.train``.
+        FileExistsError: if ``folder`` already holds a finished pair.
     """
     import keras
 
@@ -117,10 +124,16 @@ def fine_tune_pair(
 
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}.")
-    last = {}
+    folder = Path(folder)
+    if (folder / PAIR_FILE).exists():
+        raise FileExistsError(f"{folder} already holds a fine-tuned pair ({folder / PAIR_FILE}); use a new folder.")
+    roles = {}
     for role in PAIR_ROLES:
-        run = RunFolder(Path(folder) / role)
-        keras.backend.clear_session()
-        train(role_config(split, run.root, role, start, minutes * ROLE_SHARES[role], **settings), verbose=2)
-        last[role] = run.last
-    return last
+        run = RunFolder(folder / role)
+        config = role_config(train_csv, val_csv, run.root, role, start, minutes * ROLE_SHARES[role], **settings)
+        if not (run.finished and TrainConfig.load(run.config) == config):  # train() refuses other settings
+            keras.backend.clear_session()
+            train(config, verbose=2)
+        roles[role] = str(run.last.relative_to(folder))
+    write_pair_file(folder, roles)
+    return folder

@@ -1,0 +1,64 @@
+"""``fetal-keras finetune``: adapt the packaged localiser + segmenter pair to a few labelled stacks of one's own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fetal_keras.training.small_cohort import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
+
+
+def add_parser(subparsers) -> None:
+    """Register ``finetune``."""
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune the packaged localiser + segmenter pair on a few labelled stacks",
+        description="Train a localiser and a segmenter on --train-csv with the small-cohort recipe "
+        f"({json.dumps(SMALL_COHORT_RECIPE)}; time split {json.dumps(ROLE_SHARES)}), starting from the packaged pair "
+        "(or from scratch), keep each role's last epoch, write OUT/pair.json, and score the pair on --val-csv with "
+        "the deploy code (OUT/validation.csv and OUT/validation_summary.json: the Dice fetal-keras predict will "
+        "give). Deploy with: fetal-keras predict --model OUT.",
+    )
+    parser.add_argument("--train-csv", required=True, help="labelled stacks to train on (iFIND_id,image,segmentation)")
+    parser.add_argument(
+        "--val-csv",
+        required=True,
+        help="labelled stacks that are not trained on: scored at the end (never used to choose weights)",
+    )
+    parser.add_argument("--out", required=True, help="new folder for the pair: OUT/localiser/, OUT/segmenter/")
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="training time of both roles together (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--start", choices=STARTS, default="pretrained", help="starting weights of both roles (default: %(default)s)"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: TrainConfig's, 10)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``finetune``."""
+    from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
+    from fetal_keras.files import atomic_output
+    from fetal_keras.models.loading import load_predictor
+    from fetal_keras.training.small_cohort import fine_tune_pair
+
+    out = Path(args.out)
+    settings = {name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value}
+    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, **settings)
+    predictor, preprocess, description = load_predictor(out)
+    table = segment_and_score(predictor, preprocess, description, args.val_csv, out / "validation_masks")
+    summary = summarise(table)
+    with atomic_output(out / "validation.csv") as temporary:
+        table.to_csv(temporary, index=False)
+    with atomic_output(out / "validation_summary.json") as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    print(table[["iFIND_id", "dice", "hd95_mm", "predicted_volume_ml", "true_volume_ml"]].to_string(index=False))
+    print(
+        f"validation (deploy code, {summary['stacks']} stacks): mean Dice {summary['mean_dice']}, "
+        f"min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm. Deploy: fetal-keras predict "
+        f"--model {out} ..."
+    )
+    return 0
