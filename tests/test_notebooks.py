@@ -4,8 +4,12 @@ import json
 import time
 from pathlib import Path
 
+import keras
 import nbformat
+import numpy as np
 import pytest
+
+from fetal_keras.models.pretrained import pair_folder, sha256_of
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_explore_data", "02_train", "03_evaluate_qc", "04_paper_figures")
@@ -130,6 +134,18 @@ def test_notebook_02_fine_tunes_the_packaged_segmenter(train_val_csvs, tmp_path)
     }
     execute_notebook(NOTEBOOKS / "02_train.ipynb", tmp_path / "02_train.ipynb", parameters)
     record = json.loads((run / "config.json").read_text())
+    start = pair_folder() / "segmenter" / "model.keras"
+    assert record["initial_weights"] == {"spec": "pretrained", "path": str(start), "sha256": sha256_of(start)}
     assert record["config"]["init_from"] == "pretrained" and record["config"]["task"] == "segmenter"
-    assert record["initial_weights"]["path"].endswith("fetal_pair_sim_v2/segmenter/model.keras")
+    assert record["config"]["normalisation"] == "foreground" and record["config"]["crop_margin_mm"] == 20.0
     assert list((run / "saved_model").iterdir())
+    before, after = (keras.saving.load_model(path, compile=False) for path in (start, run / "checkpoints/last.keras"))
+    changes = [np.abs(a - b).max() for a, b in zip(before.get_weights(), after.get_weights(), strict=True)]
+    kernel = np.abs(before.get_layer("down0_a_conv").get_weights()[0]).max()
+    assert max(changes) > 0, "fine-tuning changed the weights"
+    assert (
+        np.abs(
+            after.get_layer("down0_a_conv").get_weights()[0] - before.get_layer("down0_a_conv").get_weights()[0]
+        ).max()
+        < 0.1 * kernel
+    ), "a few steps fine-tune, they do not retrain"
