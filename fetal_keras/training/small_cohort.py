@@ -21,9 +21,11 @@ from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
 
 STARTS = ("pretrained", "scratch")
-# Training settings for a few real stacks (see the README's fine-tuning section for the evidence).
+# Training settings for a few real stacks (docs/finetune.md has the evidence): many small updates within the budget,
+# no validation passes (they cost budget), the last epoch kept.
 SMALL_COHORT_RECIPE = {
     "learning_rate": 1e-3,
+    "batch_size": 5,
     "steps_per_epoch": 25,
     "epochs": 1000,  # the time budget ends training
     "validation_every": 1000,
