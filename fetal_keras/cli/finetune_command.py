@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--start", choices=STARTS, default="pretrained", help="starting weights of both roles (default: %(default)s)"
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: TrainConfig's, 10)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
     parser.set_defaults(run=run)
 
