@@ -26,7 +26,7 @@ from fetal_keras.models.pretrained import (
     verified_weights,
 )
 from fetal_keras.training.callbacks import SAVED_MODEL_INFO
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.config import config_of_model
 
 DEFAULT_STRIDE = 8
 
@@ -78,16 +78,6 @@ def load_keras_file(path: Path) -> keras.Model:
     return model
 
 
-def _run_config(path: Path) -> TrainConfig | None:
-    """The training config that goes with a model: ``config.json`` in a run or model folder, or beside a ``.keras``
-    file or one folder above it (a run's ``checkpoints/best.keras``)."""
-    folders = [path] if path.is_dir() else [path.parent, path.parent.parent]
-    for folder in folders:
-        if (folder / "config.json").is_file():
-            return TrainConfig.load(folder / "config.json")
-    return None
-
-
 def load_single(spec: str | Path, role: str | None = None):
     """(predictor, preprocessing, description, task) of one model (see :func:`load_predictor`); ``role``: the role
     it plays in a pair, which names that model of a packaged pair (``--localiser pretrained``)."""
@@ -97,12 +87,17 @@ def load_single(spec: str | Path, role: str | None = None):
             raise ValueError(f"{spec} ({name}) is a localiser + segmenter pair, not one model.")
         folder, checksums = verified_pair(name)
         path = folder / role / "model.keras"
-        return load_keras_file(path), _run_config(path).preprocess, f"{name} {role} (sha256 {checksums[role]})", role
+        return (
+            load_keras_file(path),
+            config_of_model(path).preprocess,
+            f"{name} {role} (sha256 {checksums[role]})",
+            role,
+        )
     if name is not None:
         weights, sha256 = verified_weights(name)
         return load_keras_file(weights), PreprocessConfig(), f"{name} (sha256 {sha256})", "whole"
     path = Path(spec)
-    config = _run_config(path) if path.exists() else None
+    config = config_of_model(path) if path.exists() else None
     preprocess, task = (config.preprocess, config.task) if config else (PreprocessConfig(), "whole")
     if path.is_dir() and (path / "saved_model").is_dir():
         path = newest_saved_model(path / "saved_model")

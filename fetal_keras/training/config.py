@@ -183,6 +183,17 @@ class TrainConfig:
         return cls(**{name: _from_json(value, hints[name]) for name, value in values.items()})
 
 
+def config_of_model(path: str | Path) -> TrainConfig | None:
+    """The training config that goes with a model: ``config.json`` in a run or model folder, or beside a ``.keras``
+    file or one folder above it (a run's ``checkpoints/best.keras``); None if there is none."""
+    path = Path(path)
+    folders = [path] if path.is_dir() else [path.parent, path.parent.parent]
+    for folder in folders:
+        if (folder / "config.json").is_file():
+            return TrainConfig.load(folder / "config.json")
+    return None
+
+
 def provenance() -> dict:
     """What produced a result: ``fetal_keras_version``, ``git_commit`` (None outside a git checkout) and
     ``package_versions``."""

@@ -22,7 +22,7 @@ from fetal_keras.models.pretrained import (
     verified_pair,
     verified_weights,
 )
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.training.config import TrainConfig, config_of_model
 
 # Settings a fine-tuned model must share with its starting model: the network and how its inputs are prepared.
 INHERITED_SETTINGS = (
@@ -65,13 +65,6 @@ def _role_of_pair(spec: str, task: str | None) -> str:
     return task
 
 
-def _config_beside(path: Path) -> TrainConfig | None:
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.json").is_file():
-            return TrainConfig.load(folder / "config.json")
-    return None
-
-
 def resolve_initial_weights(spec: str | Path, task: str | None) -> InitialWeights:
     """The ``.keras`` file, SHA-256 and training config of the starting weights ``spec`` names, for a run of ``task``
     (the role taken from a pair; None when not chosen).
@@ -111,7 +104,7 @@ def resolve_initial_weights(spec: str | Path, task: str | None) -> InitialWeight
         raise FileNotFoundError(f"Starting weights {spec}: {path} does not exist.")
     if path.suffix != ".keras":
         raise ValueError(f"Starting weights {spec}: {path} is not a .keras file.")
-    return InitialWeights(text, path, sha256_of(path), _config_beside(path))
+    return InitialWeights(text, path, sha256_of(path), config_of_model(path))
 
 
 def inherited_settings(spec: str | Path, task: str | None = None) -> dict:
