@@ -1,7 +1,8 @@
-"""Tiny synthetic NIfTI stacks and cohorts written in tmp_path."""
+"""Tiny synthetic NIfTI stacks, cohorts and BIDS datasets written in tmp_path."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,53 @@ def train_val_csvs(write_cohort):
     (csv_path.parent / "train.csv").write_text("\n".join(rows[:4]) + "\n")
     (csv_path.parent / "val.csv").write_text("\n".join([rows[0]] + rows[4:]) + "\n")
     return str(csv_path.parent / "train.csv"), str(csv_path.parent / "val.csv")
+
+
+BIDS_STACKS = (  # (folder, name): several subjects, sessions and runs, an acquisition entity
+    ("sub-01/ses-1/anat", "sub-01_ses-1_run-1_T2w"),
+    ("sub-01/ses-1/anat", "sub-01_ses-1_run-2_T2w"),
+    ("sub-01/ses-2/anat", "sub-01_ses-2_run-1_T2w"),
+    ("sub-02/anat", "sub-02_acq-haste_run-1_T2w"),
+    ("sub-02/anat", "sub-02_acq-haste_run-2_T2w"),
+    ("sub-03/anat", "sub-03_T2w"),
+)
+# Masks of all stacks but sub-02's run 2, in both layouts in use: BIDS' and MIALSRTK's (suffix kept).
+BIDS_MASKS = (
+    ("sub-01/ses-1/anat", "sub-01_ses-1_run-1_desc-brain_mask"),
+    ("sub-01/ses-1/anat", "sub-01_ses-1_run-2_T2w_desc-brain_mask"),
+    ("sub-01/ses-2/anat", "sub-01_ses-2_run-1_desc-brain_mask"),
+    ("sub-02/anat", "sub-02_acq-haste_run-1_T2w_desc-brain_mask"),
+    ("sub-03/anat", "sub-03_desc-brain_mask"),
+)
+
+
+def _bids_description(folder: Path, derivative: bool = False) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    content = {"Name": folder.name, "BIDSVersion": "1.10.0"}
+    if derivative:
+        content |= {"DatasetType": "derivative", "GeneratedBy": [{"Name": "manual"}]}
+    (folder / "dataset_description.json").write_text(json.dumps(content))
+
+
+@pytest.fixture
+def bids_dataset(tmp_path) -> Path:
+    """A small BIDS dataset with a derivatives folder of manual masks and a few stray files."""
+    root = tmp_path / "dataset"
+    _bids_description(root)
+    (root / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\nsub-03\n")
+    for index, (folder, name) in enumerate(BIDS_STACKS):
+        image, labels = synthetic_pair(seed=index)
+        write_volume(root / folder / f"{name}.nii.gz", image)
+        (root / folder / f"{name}.json").write_text("{}")
+    for folder, name in BIDS_MASKS:
+        stack = next(
+            stack
+            for stack_folder, stack in BIDS_STACKS
+            if stack_folder == folder and name.startswith(stack.removesuffix("_T2w"))
+        )
+        _, labels = synthetic_pair(seed=BIDS_STACKS.index((folder, stack)))
+        write_volume(root / "derivatives" / "manual_masks" / folder / f"{name}.nii.gz", (labels == 2).astype(np.uint8))
+    _bids_description(root / "derivatives" / "manual_masks", derivative=True)
+    (root / "sub-01" / "ses-1" / "anat" / "notes.txt").write_text("scanned twice")
+    (root / "sub-02" / "anat" / "sub-02_run-1_T1w.nii.gz").write_bytes(b"not read: another suffix")
+    return root

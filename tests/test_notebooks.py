@@ -8,6 +8,7 @@ import keras
 import nbformat
 import numpy as np
 import pytest
+from conftest import BIDS_STACKS
 
 from fetal_keras.models.pretrained import pair_folder, sha256_of
 
@@ -149,3 +150,18 @@ def test_notebook_02_fine_tunes_the_packaged_segmenter(train_val_csvs, tmp_path)
         ).max()
         < 0.1 * kernel
     ), "a few steps fine-tune, they do not retrain"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_notebook_01_starts_from_a_bids_dataset(bids_dataset, tmp_path):
+    cohort = tmp_path / "from_bids" / "cohort.csv"
+    parameters = {
+        "COHORT_CSV": str(cohort),
+        "BIDS_DIR": str(bids_dataset),
+        "SIMULATE_IF_MISSING": False,
+        "STACKS_SHOWN": 1,
+    }
+    execute_notebook(NOTEBOOKS / "01_explore_data.ipynb", tmp_path / "01_bids.ipynb", parameters)
+    table = cohort.read_text().splitlines()
+    assert table[0] == "iFIND_id,image,segmentation,subject,session,run" and len(table) == 1 + len(BIDS_STACKS)

@@ -12,6 +12,7 @@ from fetal_keras.data.preprocess import PreprocessConfig
 from fetal_keras.deploy.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
 from fetal_keras.models.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.models.networks import build_model
+from fetal_keras.models.pretrained import sha256_of_folder
 from fetal_keras.training.callbacks import export_saved_model
 
 
@@ -92,7 +93,8 @@ def test_newest_saved_model_is_chosen_by_timestamp_not_listing_order(tmp_path):
     os.utime(old, (4e9, 4e9))  # the older export looks newer on disk
     assert new.name > old.name and newest_saved_model(tmp_path / "saved_model") == new
     predictor, _, description = load_predictor(tmp_path)
-    assert isinstance(predictor, SavedModelPredictor) and description == str(new) and predictor.stride == 8
+    assert isinstance(predictor, SavedModelPredictor) and predictor.stride == 8
+    assert description == f"{new} (sha256 {sha256_of_folder(new)})"
 
 
 def test_model_specs_that_cannot_be_loaded_are_named(tmp_path):

@@ -9,6 +9,7 @@ import textwrap
 from fetal_keras import __version__
 from fetal_keras.cli import (
     check_command,
+    cohort_command,
     demo_command,
     evaluate_command,
     finetune_command,
@@ -20,6 +21,7 @@ from fetal_keras.cli import (
 )
 
 COMMANDS = (
+    cohort_command,
     check_command,
     simulate_command,
     split_command,

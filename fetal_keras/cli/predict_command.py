@@ -16,7 +16,9 @@ def add_parser(subparsers) -> None:
         help="segment stacks with a trained model",
         description="Segment stacks and write OUT/<id>_mask.nii.gz (uint8, the stack's exact header), optional "
         "OUT/<id>_prob.nii.gz and OUT/<id>_uncertainty.nii.gz (with --tta), and OUT/predictions.csv (seconds, brain "
-        "volume, slices flagged for QC, errors). Exit 1 if any stack failed; the others are still written.",
+        "volume, slices flagged for QC, errors). With --bids, the masks go to the dataset's "
+        "derivatives/NAME/sub-XX/[ses-YY/]anat/<stack>_desc-brain_mask.nii.gz with JSON sidecars and a "
+        "dataset_description.json. Exit 1 if any stack failed; the others are still written.",
     )
     parser.add_argument(
         "--model",
@@ -36,7 +38,26 @@ def add_parser(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="cohort CSV (iFIND_id,image[,segmentation]) of stacks to segment")
     source.add_argument("--input", nargs="+", help="stack file(s) to segment; ids are the file names without extension")
-    parser.add_argument("--out", required=True, help="output folder")
+    source.add_argument("--bids", metavar="DATASET", help="a BIDS dataset: segment its stacks (see --suffix)")
+    parser.add_argument("--out", help="output folder (with --csv or --input)")
+    bids = parser.add_argument_group("BIDS (with --bids)")
+    bids.add_argument(
+        "--out-derivatives",
+        metavar="NAME",
+        default="fetal_keras",
+        help="write the masks to DATASET/derivatives/NAME, a BIDS derivatives dataset (default: %(default)s)",
+    )
+    bids.add_argument(
+        "--participant-label", nargs="+", metavar="LABEL", help="segment these subjects only (01 or sub-01)"
+    )
+    bids.add_argument("--suffix", default="T2w", help="BIDS suffix of the stacks to segment (default: %(default)s)")
+    bids.add_argument(
+        "--keep-suffix",
+        action="store_true",
+        help="keep the stack's suffix in the derivatives' names (sub-01_run-1_T2w_desc-brain_mask.nii.gz, the layout "
+        "of MIALSRTK's sample data) instead of BIDS' sub-01_run-1_desc-brain_mask.nii.gz",
+    )
+    bids.add_argument("--overwrite", action="store_true", help="replace masks already in derivatives/NAME")
     parser.add_argument(
         "--tta", action="store_true", help="test-time augmentation (in-plane flips) and uncertainty maps"
     )
@@ -63,9 +84,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``."""
-    from fetal_keras.deploy.predict import PredictOptions, predict_many
-    from fetal_keras.models.loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
-
+    if args.bids:
+        return _run_bids(args)
+    if not args.out:
+        raise ValueError("--out is required with --csv or --input (with --bids the masks go to derivatives/NAME).")
     if args.csv:
         table = read_cohort(args.csv)
         stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))
@@ -74,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
         duplicated = sorted({name for name, _ in stacks if [n for n, _ in stacks].count(name) > 1})
         if duplicated:
             raise ValueError(f"Several --input files would be written under the same id: {duplicated}.")
-    if args.localiser:
-        predictor, preprocess, description = load_pair(args.localiser, args.model)
-    else:
-        predictor, preprocess, description = load_predictor(args.model)
-    options = PredictOptions(
+    table = _segment(args, stacks, args.out)
+    return _report(table, Path(args.out) / "predictions.csv")
+
+
+def _options(args: argparse.Namespace):
+    from fetal_keras.deploy.predict import PredictOptions
+
+    return PredictOptions(
         tta=args.tta,
         tta_transpose=args.tta_transpose,
         postprocess=not args.no_postprocess,
@@ -87,11 +112,54 @@ def run(args: argparse.Namespace) -> int:
         sliding_window=args.sliding_window,
         slab_step=args.slab_step,
     )
-    table = predict_many(predictor, stacks, args.out, options, preprocess, description, progress=not args.quiet)
+
+
+def _load(args: argparse.Namespace):
+    """(predictor, preprocessing, description) of --model (and --localiser)."""
+    from fetal_keras.models.loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
+
+    if args.localiser:
+        return load_pair(args.localiser, args.model)
+    return load_predictor(args.model)
+
+
+def _segment(args: argparse.Namespace, stacks: list[tuple[str, str]], out: str | Path, stack_outputs=None, loaded=None):
+    from fetal_keras.deploy.predict import predict_many
+
+    predictor, preprocess, description = loaded or _load(args)
+    return predict_many(predictor, stacks, out, _options(args), preprocess, description, not args.quiet, stack_outputs)
+
+
+def _report(table, predictions_csv: Path) -> int:
     failed = table[table["error"] != ""]
     for _, row in failed.iterrows():
         print(f"failed: {row['iFIND_id']} ({row['input']}): {row['error']}")
-    print(
-        f"Segmented {len(table) - len(failed)} of {len(table)} stacks with {description}: {Path(args.out) / 'predictions.csv'}"
-    )
+    model = table["model"].iloc[0] if len(table) else ""
+    print(f"Segmented {len(table) - len(failed)} of {len(table)} stacks with {model}: {predictions_csv}")
     return 1 if len(failed) else 0
+
+
+def _run_bids(args: argparse.Namespace) -> int:
+    """``predict --bids``: every stack of the dataset, masks written as BIDS derivatives."""
+    from fetal_keras.data.bids import find_stacks
+    from fetal_keras.deploy.bids_derivatives import (
+        derivative_paths,
+        derivatives_folder,
+        refuse_existing_outputs,
+        start_derivatives,
+        write_sidecars,
+    )
+
+    if args.out:
+        raise ValueError("--out is not used with --bids: the masks go to DATASET/derivatives/NAME (--out-derivatives).")
+    folder = derivatives_folder(args.bids, args.out_derivatives)
+    stacks = find_stacks(args.bids, args.suffix, args.participant_label)
+    outputs = [derivative_paths(folder, stack, args.keep_suffix) for stack in stacks]
+    wanted = {"mask"} | ({"prob"} if args.save_probabilities else set()) | ({"uncertainty"} if args.tta else set())
+    written = [{kind: path for kind, path in paths.items() if kind in wanted} for paths in outputs]
+    refuse_existing_outputs(written, args.overwrite)
+    loaded = _load(args)
+    start_derivatives(folder, loaded[2], args.overwrite)
+    table = _segment(args, [(s.stack_id, str(s.path)) for s in stacks], folder, outputs, loaded)
+    write_sidecars(stacks, written, table, args.bids, args.tta)
+    return _report(table, folder / "predictions.csv")

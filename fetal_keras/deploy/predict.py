@@ -142,15 +142,20 @@ def locate_head(pair: LocalisedSegmenter, stack_id: str, path: str | Path, optio
 
 
 def predict_stack(
-    predictor, stack_id: str, path: str | Path, out_dir: Path, options: PredictOptions, preprocess: PreprocessConfig
+    predictor,
+    stack_id: str,
+    path: str | Path,
+    paths: dict[str, Path],
+    options: PredictOptions,
+    preprocess: PreprocessConfig,
 ) -> dict:
     """Segment one stack and write its outputs; return its ``predictions.csv`` row (without model and error).
 
     ``predictor`` is a single model, or a :class:`~fetal_keras.deploy.localise.LocalisedSegmenter` pair whose segmenter
-    was trained with ``preprocess``.
+    was trained with ``preprocess``. ``paths``: where its ``mask``, ``prob`` and ``uncertainty`` go
+    (``fetal_keras.files.output_paths``); their folder is created.
     """
     start = time.perf_counter()
-    paths = output_paths(out_dir, stack_id)
     for output in paths.values():
         ensure_not_input(output, [path])
     focus = None
@@ -166,6 +171,7 @@ def predict_stack(
         mask = postprocess_mask(mask) if focus is None else keep_component_at_focus(mask, focus)
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
+    paths["mask"].parent.mkdir(parents=True, exist_ok=True)
     write_mask(mask, source, paths["mask"])
     written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}
     if options.save_probabilities:
@@ -191,8 +197,12 @@ def predict_many(
     preprocess: PreprocessConfig,
     model_description: str = "",
     progress: bool = True,
+    stack_outputs: list[dict[str, Path]] | None = None,
 ) -> pd.DataFrame:
     """Segment every ``(id, path)`` and write ``out_dir/predictions.csv``; a failing stack is reported, not fatal.
+
+    ``stack_outputs``: each stack's output paths (as ``fetal_keras.files.output_paths``, e.g. a BIDS derivatives
+    layout); default: ``out_dir/<id>_mask.nii.gz`` and so on.
 
     Returns:
         The ``predictions.csv`` table (``error`` empty for stacks that succeeded).
@@ -200,9 +210,13 @@ def predict_many(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for stack_id, path in tqdm(stacks, desc="segmenting", unit="stack", disable=not progress):
+    if stack_outputs is None:
+        stack_outputs = [output_paths(out_dir, stack_id) for stack_id, _ in stacks]
+    for (stack_id, path), paths in tqdm(
+        list(zip(stacks, stack_outputs, strict=True)), desc="segmenting", unit="stack", disable=not progress
+    ):
         try:
-            row = predict_stack(predictor, stack_id, path, out_dir, options, preprocess) | {"error": ""}
+            row = predict_stack(predictor, stack_id, path, paths, options, preprocess) | {"error": ""}
         except (StackReadError, ValueError, FileNotFoundError, PermissionError) as error:
             row = {"iFIND_id": stack_id, "input": str(path), "error": str(error)}
         rows.append(row | {"model": model_description})

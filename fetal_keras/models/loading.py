@@ -22,6 +22,8 @@ from fetal_keras.models.pretrained import (
     PRETRAINED_SPEC,
     is_pair,
     packaged_name,
+    sha256_of,
+    sha256_of_folder,
     verified_pair,
     verified_weights,
 )
@@ -102,9 +104,9 @@ def load_single(spec: str | Path, role: str | None = None):
     if path.is_dir() and (path / "saved_model").is_dir():
         path = newest_saved_model(path / "saved_model")
     if path.is_dir() and (path / "saved_model.pb").is_file():
-        return SavedModelPredictor(path), preprocess, str(path), task
+        return SavedModelPredictor(path), preprocess, f"{path} (sha256 {sha256_of_folder(path)})", task
     if path.is_file() and path.suffix == ".keras":
-        return load_keras_file(path), preprocess, str(path), task
+        return load_keras_file(path), preprocess, f"{path} (sha256 {sha256_of(path)})", task
     if not path.exists():
         raise FileNotFoundError(f"Model {spec} does not exist.")
     raise FileNotFoundError(

@@ -84,6 +84,15 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_of_folder(folder: str | Path) -> str:
+    """Hex SHA-256 over every file of a folder (relative paths and contents, in path order): a SavedModel's identity."""
+    digest = hashlib.sha256()
+    for path in sorted(file for file in Path(folder).rglob("*") if file.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(bytes.fromhex(sha256_of(path)))
+    return digest.hexdigest()
+
+
 def card_checksum(card: str | Path, role: str = "") -> str:
     """The SHA-256 a model card states for its weights (for a pair, the line that starts with ``role``).
 
