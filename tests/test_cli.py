@@ -19,7 +19,7 @@ def test_python_dash_m_and_console_script_show_help():
         assert "check" in result.stdout and "split" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["check", "split", "simulate", "train", "demo"])
+@pytest.mark.parametrize("command", ["check", "cohort", "split", "simulate", "train", "finetune", "predict", "demo"])
 def test_every_option_has_help_text(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
