@@ -157,6 +157,8 @@ def test_predict_bids_refuses_a_derivatives_name_that_leaves_derivatives(bids_da
     assert main(["predict", "--bids", str(bids_dataset), "--out-derivatives", "../x"]) == 2
     assert "must be a plain folder name" in capsys.readouterr().err
     assert main(["predict", "--bids", str(bids_dataset), "--out", "masks"]) == 2
+    assert main(["predict", "--input", "x.nii.gz", "--out", "masks", "--participant-label", "01"]) == 2
+    assert "--participant-label only apply with --bids" in capsys.readouterr().err
     assert not (bids_dataset / "x").exists() and not (bids_dataset / "derivatives" / "fetal_keras").exists()
 
 

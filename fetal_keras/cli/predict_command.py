@@ -8,6 +8,8 @@ from pathlib import Path
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.files import id_from_filename
 
+BIDS_DEFAULTS = {"out_derivatives": "fetal_keras", "suffix": "T2w"}
+
 
 def add_parser(subparsers) -> None:
     """Register ``predict``."""
@@ -44,13 +46,15 @@ def add_parser(subparsers) -> None:
     bids.add_argument(
         "--out-derivatives",
         metavar="NAME",
-        default="fetal_keras",
+        default=BIDS_DEFAULTS["out_derivatives"],
         help="write the masks to DATASET/derivatives/NAME, a BIDS derivatives dataset (default: %(default)s)",
     )
     bids.add_argument(
         "--participant-label", nargs="+", metavar="LABEL", help="segment these subjects only (01 or sub-01)"
     )
-    bids.add_argument("--suffix", default="T2w", help="BIDS suffix of the stacks to segment (default: %(default)s)")
+    bids.add_argument(
+        "--suffix", default=BIDS_DEFAULTS["suffix"], help="BIDS suffix of the stacks to segment (default: %(default)s)"
+    )
     bids.add_argument(
         "--keep-suffix",
         action="store_true",
@@ -88,6 +92,19 @@ def run(args: argparse.Namespace) -> int:
         return _run_bids(args)
     if not args.out:
         raise ValueError("--out is required with --csv or --input (with --bids the masks go to derivatives/NAME).")
+    bids_only = [
+        flag
+        for flag, given in (
+            ("--out-derivatives", args.out_derivatives != BIDS_DEFAULTS["out_derivatives"]),
+            ("--participant-label", bool(args.participant_label)),
+            ("--suffix", args.suffix != BIDS_DEFAULTS["suffix"]),
+            ("--keep-suffix", args.keep_suffix),
+            ("--overwrite", args.overwrite),
+        )
+        if given
+    ]
+    if bids_only:
+        raise ValueError(f"{', '.join(bids_only)} only apply with --bids.")
     if args.csv:
         table = read_cohort(args.csv)
         stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))
