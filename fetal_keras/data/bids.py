@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
+from fetal_keras.data.splits import SUBJECT_COLUMN  # the column split groups by
 from fetal_keras.files import atomic_output
 
-SUBJECT_COLUMN = "subject"
 SESSION_COLUMN = "session"
 RUN_COLUMN = "run"
 BIDS_COLUMNS = (ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, SUBJECT_COLUMN, SESSION_COLUMN, RUN_COLUMN)
