@@ -108,7 +108,7 @@ def add_parser(subparsers) -> None:
         action="store_true",
         default=None,
         help="with --init-from: keep the encoder's weights and batch-norm statistics fixed, train the decoder only "
-        "(for one or two training stacks)",
+        "(on the shared real stacks it did worse than training everything, even from one stack: docs/finetune.md)",
     )
     option(
         "--validation-localiser",
