@@ -6,7 +6,6 @@ segment the test split with the exported model, evaluate it and draw the paper f
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.deploy.predict import PredictOptions, predict_many
 from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
 from fetal_keras.figures.paper import paper_figures
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 from fetal_keras.models.loading import load_predictor
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.training.callbacks import VOLUME_DICE
@@ -119,8 +118,7 @@ def run_demo(
         "figures": [str(path) for path in figures],
         "minutes": round((time.perf_counter() - start) / 60, 2),
     }
-    with atomic_output(out_dir / "summary.json") as temporary:
-        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / "summary.json", summary)
     print(
         f"Done in {summary['minutes']} min: best whole-volume validation Dice {summary['best_validation_volume_dice']}"
         f" ({len(splits['val'])} stacks); test Dice {_format(test['dice'])} ({test['evaluated']} stacks), HD95 "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,13 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, content, indent: int = 2) -> Path:
+    """Write ``content`` as indented JSON with a final newline, atomically (:func:`atomic_output`); return the path."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=indent) + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def ensure_not_input(output: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:

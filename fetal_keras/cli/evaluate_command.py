@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fetal_keras.data.labels import parse_label_values
 from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
-from fetal_keras.files import atomic_output, ensure_not_input
+from fetal_keras.files import atomic_output, ensure_not_input, write_json
 
 
 def add_parser(subparsers) -> None:
@@ -40,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(metrics)
     with atomic_output(out) as temporary:
         metrics.to_csv(temporary, index=False, float_format="%.6g")
-    with atomic_output(summary_path) as temporary:
-        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary_path, summary)
     dice = summary["dice"]
     if dice["n"]:
         sd = f" +/- {dice['sd']:.3f}" if dice["sd"] is not None else ""

@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``finetune``."""
     from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-    from fetal_keras.files import atomic_output
+    from fetal_keras.files import atomic_output, write_json
     from fetal_keras.models.loading import load_predictor
     from fetal_keras.training.small_cohort import fine_tune_pair
 
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise(table)
     with atomic_output(out / "validation.csv") as temporary:
         table.to_csv(temporary, index=False)
-    with atomic_output(out / "validation_summary.json") as temporary:
-        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "validation_summary.json", summary)
     print(table[["iFIND_id", "dice", "hd95_mm", "predicted_volume_ml", "true_volume_ml"]].to_string(index=False))
     print(
         f"validation (deploy code, {summary['stacks']} stacks): mean Dice {summary['mean_dice']}, "

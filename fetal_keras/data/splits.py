@@ -8,7 +8,6 @@ group splitters. Split files list stacks by id and path, never by position, and 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
 from fetal_keras import __version__
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 
 SUBJECT_COLUMN = "subject"
 SET_NAMES = ("train", "val", "test")
@@ -208,8 +207,7 @@ def write_splits(
         "fetal_keras_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_output(out_dir / "split.json") as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out_dir / "split.json", record)
     return written + [out_dir / "split.json"]
 
 

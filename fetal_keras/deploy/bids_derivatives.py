@@ -18,7 +18,7 @@ import pandas as pd
 
 from fetal_keras import __version__
 from fetal_keras.data.bids import BidsStack
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 
 BIDS_VERSION = "1.10.0"
 RAW_DATASET_LINK = "raw"
@@ -102,12 +102,6 @@ def dataset_description(model_description: str) -> dict:
     }
 
 
-def _write_json(path: Path, content: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-
-
 def refuse_existing_outputs(outputs: list[dict[str, Path]], overwrite: bool = False) -> None:
     """Refuse to replace existing derivatives unless ``overwrite``.
 
@@ -156,7 +150,7 @@ def start_derivatives(folder: Path, model_description: str, overwrite: bool = Fa
                 "--overwrite."
             )
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(description_path, wanted)
+    write_json(description_path, wanted)
     with atomic_output(folder / ".bidsignore", suffix=".tmp") as temporary:
         temporary.write_text("\n".join(IGNORED_FILES) + "\n", encoding="utf-8")
     with atomic_output(folder / "README.md") as temporary:
@@ -190,6 +184,6 @@ def write_sidecars(
     for stack, paths, (_, row) in zip(stacks, outputs, predictions.iterrows(), strict=True):
         if row["error"] == "":
             for kind, path in paths.items():
-                _write_json(
+                write_json(
                     path.with_name(path.name.replace(".nii.gz", ".json")), sidecar(stack, dataset, row, tta, kind)
                 )

@@ -10,9 +10,10 @@ re-creates the newest); their card ``<name>.md`` records how, and the SHA-256 of
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
+
+from fetal_keras.files import write_json
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PACKAGED_MODELS = {"v1": "fetal_unet_sim_v1", "v2": "fetal_pair_sim_v2"}
@@ -32,13 +33,9 @@ def write_pair_file(folder: str | Path, models: dict[str, str]) -> Path:
     Raises:
         ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``.
     """
-    from fetal_keras.files import atomic_output
-
     if set(models) != set(PAIR_ROLES):
         raise ValueError(f"a pair names a model for each of {PAIR_ROLES}, got {sorted(models)}.")
-    with atomic_output(Path(folder) / PAIR_FILE) as temporary:
-        temporary.write_text(json.dumps(models, indent=2) + "\n")
-    return Path(folder) / PAIR_FILE
+    return write_json(Path(folder) / PAIR_FILE, models)
 
 
 def packaged_name(spec: str) -> str | None:

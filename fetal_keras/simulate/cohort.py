@@ -8,7 +8,6 @@ Every subject and every stack has its own random stream derived from the cohort 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fetal_keras import __version__
 from fetal_keras.data.io import StackGeometry, write_like
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 from fetal_keras.simulate.acquisition import ORIENTATIONS, StackPlan, acquire, plan_stack
 from fetal_keras.simulate.artefacts import apply_artefacts, draw_artefacts
 from fetal_keras.simulate.growth import draw_head_biometry
@@ -280,8 +279,7 @@ def simulate_cohort(
         "matrix), ventricles and extra-axial CSF; excludes skull and scalp; brain fraction over the slice profile >= 0.5",
         "subjects": [subject_record for _, subject_record in results],
     }
-    with atomic_output(out_dir / "simulation.json") as temporary:
-        temporary.write_text(json.dumps(record, indent=1) + "\n")
+    write_json(out_dir / "simulation.json", record, indent=1)
     with atomic_output(csv_path) as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
     return csv_path

@@ -23,7 +23,7 @@ from fetal_keras.choices import (
     STRATEGIES,
     TASKS,
 )
-from fetal_keras.files import atomic_output
+from fetal_keras.files import write_json
 
 _RECORDED_PACKAGES = ("tensorflow", "keras", "SimpleITK", "numpy", "scikit-learn", "nilearn")
 
@@ -167,8 +167,7 @@ class TrainConfig:
             **provenance(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        with atomic_output(path) as temporary:
-            temporary.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(path, record)
         return Path(path)
 
     @classmethod

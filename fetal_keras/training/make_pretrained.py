@@ -24,7 +24,7 @@ import pandas as pd
 
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 from fetal_keras.models.pretrained import (
     PAIR_NAME,
     PAIR_ROLES,
@@ -118,8 +118,7 @@ class _Timings:
     def record(self, name: str, minutes: float) -> None:
         if minutes > 1.0 or name not in self.values:  # under a minute: the step was reused, not run
             self.values[name] = minutes
-            with atomic_output(self.path) as temporary:
-                temporary.write_text(json.dumps(self.values, indent=2) + "\n")
+            write_json(self.path, self.values)
 
 
 def _hardware() -> str:
