@@ -119,7 +119,7 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
 
     out = tmp_path / "pair"
     argv = ["finetune", "--train-csv", train_val_csvs[0], "--val-csv", train_val_csvs[1], "--out", str(out)]
-    assert main(argv + ["--minutes", "0.01", "--batch-size", "2"]) == 0
+    assert main(argv + ["--minutes", "0.01", "--batch-size", "2", "--seed", "0"]) == 0
     assert json.loads((out / "pair.json").read_text()) == {
         "localiser": "localiser/checkpoints/last.keras",
         "segmenter": "segmenter/checkpoints/last.keras",
@@ -127,6 +127,7 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
     for role in ("localiser", "segmenter"):
         record = json.loads((out / role / "config.json").read_text())
         assert record["config"]["task"] == role and record["initial_weights"]["path"].endswith(f"{role}/model.keras")
+        assert record["config"]["seed"] == 0, "--seed 0 is a seed, not 'no seed given'"
     summary = json.loads((out / "validation_summary.json").read_text())
     assert summary["stacks"] == 2 and 0.0 <= summary["mean_dice"] <= 1.0
     assert len(list((out / "validation_masks").glob("*_mask.nii.gz"))) == 2

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from fetal_keras.training.small_cohort import fine_tune_pair
 
     out = Path(args.out)
-    settings = {name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value}
+    settings = {
+        name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value is not None
+    }
     fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, **settings)
     predictor, preprocess, description = load_predictor(out)
     table = segment_and_score(predictor, preprocess, description, args.val_csv, out / "validation_masks")
