@@ -22,6 +22,7 @@ from fetal_keras.models.pretrained import (
     PRETRAINED_SPEC,
     is_pair,
     packaged_name,
+    read_pair_file,
     sha256_of,
     sha256_of_folder,
     verified_pair,
@@ -163,13 +164,8 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
         predictor, preprocess, _ = load_pair(folder / "localiser" / "model.keras", folder / "segmenter" / "model.keras")
         description = f"{name} (sha256 localiser {checksums['localiser']}, segmenter {checksums['segmenter']})"
         return dataclasses.replace(predictor, description=description), preprocess, description
-    pair_file = Path(spec) / PAIR_FILE
-    if pair_file.is_file():
-        try:
-            roles = json.loads(pair_file.read_text())
-            localiser, segmenter = roles["localiser"], roles["segmenter"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
-        return load_pair(pair_file.parent / localiser, pair_file.parent / segmenter)
+    if (Path(spec) / PAIR_FILE).is_file():
+        models = read_pair_file(spec)
+        return load_pair(models["localiser"], models["segmenter"])
     predictor, preprocess, description, _ = load_single(spec)
     return predictor, preprocess, description

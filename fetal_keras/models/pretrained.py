@@ -10,6 +10,7 @@ re-creates the newest); their card ``<name>.md`` records how, and the SHA-256 of
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def write_pair_file(folder: str | Path, models: dict[str, str]) -> Path:
     if set(models) != set(PAIR_ROLES):
         raise ValueError(f"a pair names a model for each of {PAIR_ROLES}, got {sorted(models)}.")
     return write_json(Path(folder) / PAIR_FILE, models)
+
+
+def read_pair_file(folder: str | Path) -> dict[str, Path]:
+    """Each role's model named by ``folder/pair.json`` (:func:`write_pair_file`), as paths.
+
+    Raises:
+        ValueError: if the file is not JSON naming a model for each of ``PAIR_ROLES``.
+    """
+    pair_file = Path(folder) / PAIR_FILE
+    try:
+        models = json.loads(pair_file.read_text())
+        return {role: pair_file.parent / models[role] for role in PAIR_ROLES}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
 
 
 def packaged_name(spec: str) -> str | None:

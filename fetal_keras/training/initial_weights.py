@@ -9,7 +9,6 @@ fine-tuned model sees its inputs as the starting model did.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fetal_keras.models.pretrained import (
     PAIR_ROLES,
     is_pair,
     packaged_name,
+    read_pair_file,
     sha256_of,
     verified_pair,
     verified_weights,
@@ -86,11 +86,7 @@ def resolve_initial_weights(spec: str | Path, task: str | None) -> InitialWeight
         return InitialWeights(text, path, sha256, None)
     path = Path(spec)
     if (path / PAIR_FILE).is_file():
-        role = _role_of_pair(text, task)
-        try:
-            path = path / json.loads((path / PAIR_FILE).read_text())[role]
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path / PAIR_FILE} must name a {role!r}: {error}") from None
+        path = read_pair_file(path)[_role_of_pair(text, task)]
     elif path.is_dir():
         candidates = [path / "checkpoints" / "best.keras", path / "checkpoints" / "last.keras", path / "model.keras"]
         found = [candidate for candidate in candidates if candidate.is_file()]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
 from fetal_keras.data.io import read_geometry
+from fetal_keras.files import atomic_output
 from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, write_pair_file
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
@@ -82,8 +83,9 @@ def write_fine_tuning_split(cohort: pd.DataFrame, train_ids: list[str], folder: 
     if chosen.all():
         raise ValueError("every stack is a training stack: none is left to test on.")
     split = FineTuningSplit(folder / "train.csv", folder / "test.csv")
-    table[chosen].to_csv(split.train_csv, index=False)
-    table[~chosen].to_csv(split.test_csv, index=False)
+    for rows, path in ((table[chosen], split.train_csv), (table[~chosen], split.test_csv)):
+        with atomic_output(path) as temporary:
+            rows.to_csv(temporary, index=False)
     return split
 
 
