@@ -15,6 +15,8 @@ def test_dice_score_conventions():
     assert dice_score(np.zeros(5), np.zeros(5)) == 1.0
     assert dice_score(np.ones(5), np.zeros(5)) == 0.0
     assert dice_score(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])) == pytest.approx(2 / 3)
+    assert dice_score(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), truth_outside=1) == pytest.approx(2 / 4)
+    assert dice_score(np.zeros(5), np.zeros(5), truth_outside=3) == 0.0
 
 
 def test_brain_dice_metric_pools_voxels_over_batches_and_resets():

@@ -15,10 +15,11 @@ import numpy as np
 from keras import ops
 
 
-def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two binary masks of the same shape (1.0 when both are empty)."""
+def dice_score(prediction: np.ndarray, truth: np.ndarray, truth_outside: int = 0) -> float:
+    """Dice of two binary masks of the same shape (1.0 when both are empty); ``truth_outside``: true voxels beyond
+    the arrays (e.g. brain a crop left out), counted as missed."""
     prediction, truth = prediction.astype(bool), truth.astype(bool)
-    total = int(prediction.sum()) + int(truth.sum())
+    total = int(prediction.sum()) + int(truth.sum()) + truth_outside
     if total == 0:
         return 1.0
     return 2.0 * int((prediction & truth).sum()) / total

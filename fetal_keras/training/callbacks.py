@@ -32,12 +32,8 @@ def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size:
     for stack in stacks:
         if stack.labels is None:
             continue
-        mask = postprocess_mask(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5) > 0
-        truth = stack.unpadded_labels.astype(bool)
-        if stack.labels_outside:
-            scores.append(2.0 * int((mask & truth).sum()) / (int(mask.sum()) + int(truth.sum()) + stack.labels_outside))
-        else:
-            scores.append(dice_score(mask, truth))
+        mask = postprocess_mask(predict_brain_probability(model, stack.unpadded_image, batch_size) >= 0.5)
+        scores.append(dice_score(mask, stack.unpadded_labels, stack.labels_outside))
     return scores
 
 
