@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
+from fetal_keras.data.cohort import ID_COLUMN, read_cohort
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
 from fetal_keras.files import atomic_output, write_json
 from fetal_keras.models.pretrained import (
@@ -246,16 +246,13 @@ def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filter
 
 
 def _measure(pair_dir: Path, csv_path: Path, out_dir: Path, tta: bool) -> pd.DataFrame:
-    """Segment a labelled cohort with the packaged pair and evaluate it."""
-    from fetal_keras.deploy.predict import PredictOptions, predict_many
-    from fetal_keras.evaluation.evaluate import evaluate_cohort
+    """Segment a labelled cohort with the packaged pair and evaluate it (``segment_and_score``)."""
+    from fetal_keras.deploy.predict import PredictOptions
+    from fetal_keras.evaluation.labelled_cohort import segment_and_score
     from fetal_keras.models.loading import load_predictor
 
     predictor, preprocess, description = load_predictor(pair_dir)
-    table = read_cohort(csv_path, require_segmentation=True)
-    stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))
-    predict_many(predictor, stacks, out_dir, PredictOptions(tta=tta), preprocess, description)
-    return evaluate_cohort(csv_path, out_dir, progress=False)
+    return segment_and_score(predictor, preprocess, description, csv_path, out_dir, PredictOptions(tta=tta))
 
 
 def make_pretrained(
