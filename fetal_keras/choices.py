@@ -7,6 +7,9 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 AUGMENTATIONS = ("default", "original", "none")
 # Training images: the cohort's images, or rendered on the fly from its tissue label maps (``labels`` column).
 IMAGE_SOURCES = ("images", "labels")
+# What the random background shapes of rendered images cover: the maternal tissues, or also the fetal body outside
+# the head (plus many small clutter shapes).
+SURROUNDINGS = ("maternal", "body")
 # Intensity normalisation of stacks: whole-stack z-score (the original) or z-score over the foreground (no air).
 NORMALISATIONS = ("zscore", "foreground")
 # What a trained model does: segment whole stacks, find the head at a coarse spacing, or segment a crop around it.

@@ -21,6 +21,7 @@ def test_config_round_trips_through_json_with_provenance(tmp_path):
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"learning_rate": -1.0}, "learning_rate must be positive"),
         ({"loss": "focal"}, "loss must be one of"),
+        ({"random_surroundings": "uterus"}, "random_surroundings must be one of"),
     ],
 )
 def test_invalid_settings_are_rejected(change, message):
@@ -59,3 +60,11 @@ def test_preprocessing_of_a_run_comes_from_its_config():
         0.8,
         (1.0, 99.0),
     )
+
+
+def test_random_surroundings_choose_what_the_rendering_covers():
+    assert TrainConfig("a", "b", "c").render is None  # images, not label maps
+    maternal = TrainConfig("a", "b", "c", image_source="labels").render
+    body = TrainConfig("a", "b", "c", image_source="labels", random_surroundings="body").render
+    assert not maternal.blobs_over_fetal_body and maternal.clutter_blobs == (0, 0)
+    assert body.blobs_over_fetal_body and body.clutter_blobs[1] > 0

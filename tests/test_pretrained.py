@@ -128,3 +128,32 @@ def test_packaged_model_segments_a_stack_from_the_command_line_and_names_both_ch
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert all(checksum in table.loc[0, "model"] for checksum in verified_pair()[1].values())
     assert read_stack(tmp_path / "out" / "stack_mask.nii.gz").geometry == read_stack(image_path).geometry
+
+
+def test_the_card_stars_the_real_stacks_that_chose_a_checkpoint(tmp_path, write_cohort):
+    """Stacks of a selection cohort are starred and the others summarised apart: a reader sees which real Dice
+    figures took part in choosing the model."""
+    from fetal_keras.training.config import TrainConfig
+    from fetal_keras.training.make_pretrained import _real_table, _selection_ids
+
+    split_dir = tmp_path / "split"
+    selection = write_cohort(ids=["real-1", "real-3"], folder="selection")
+    configs = {
+        "localiser": TrainConfig("t.csv", str(split_dir / "val.csv"), "a", task="localiser"),
+        "segmenter": TrainConfig("t.csv", str(selection), "b", task="segmenter"),
+    }
+    ids, sentences = _selection_ids(configs, split_dir)
+    assert ids == {"real-1", "real-3"} and len(sentences) == 1 and "segmenter" in sentences[0]
+    measured = pd.DataFrame(
+        {
+            "iFIND_id": ["real-1", "real-2", "real-3", "real-4"],
+            "dice": [0.9, 0.5, 0.7, float("nan")],
+            "hd95_mm": [3.0, 9.0, 5.0, float("nan")],
+            "predicted_volume_ml": [150.0, 80.0, 120.0, 0.0],
+            "true_volume_ml": [160.0] * 4,
+        }
+    )
+    table = _real_table({"no TTA": measured, "TTA": measured}, ids)
+    assert "| real-1 * |" in table and "| real-2 |" in table
+    assert "| **mean (not used for selection)** | 0.250 |" in table  # real-2 and real-4 (no mask: Dice 0)
+    assert "| **mean** | 0.525 |" in table

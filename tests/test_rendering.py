@@ -48,6 +48,24 @@ def test_blobs_replace_only_the_maternal_background():
     assert (labels[:, 0] == labels[:, 2]).all()  # the same blobs through the slab
 
 
+def test_body_surroundings_cover_the_fetal_body_with_blobs_and_clutter_but_never_the_head():
+    config = RenderConfig(blobs_over_fetal_body=True, clutter_blobs=(10, 30))
+    tissue = _tissue_slabs().numpy()
+    tissue[:, :, :, :12] = Tissue.FETAL_SOFT_TISSUE  # a limb beside the head
+    labels = render_steps(tf.constant(tissue), _seed(3), config)["labels"].numpy()
+    head_or_fluid = tissue >= Tissue.SCALP
+    head_or_fluid |= tissue == Tissue.AMNIOTIC_FLUID
+    np.testing.assert_array_equal(labels[head_or_fluid], tissue[head_or_fluid])
+    body = tissue == Tissue.FETAL_SOFT_TISSUE
+    assert (labels[body] >= TISSUE_COUNT).mean() > 0.2
+    clutter = labels >= TISSUE_COUNT + config.blobs[1]
+    assert clutter.any() and labels.max() < TISSUE_COUNT + config.blobs[1] + config.clutter_blobs[1]
+    image = render_slabs(tf.constant(tissue), _seed(3), config).numpy()
+    assert np.isfinite(image).all()
+    with pytest.raises(ValueError, match="clutter_blobs"):
+        RenderConfig(clutter_blobs=(5, 2))
+
+
 def test_blob_count_and_size_follow_the_config():
     index = blob_partition(_seed(4), tf.constant(20), 128, (3, 5), (20.0, 40.0), 0.0).numpy()
     assert index.min() >= -1 and index.max() <= 4

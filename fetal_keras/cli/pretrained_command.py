@@ -10,6 +10,7 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
+    from fetal_keras.choices import SURROUNDINGS
     from fetal_keras.training.make_pretrained import PretrainedRecipe
 
     defaults = PretrainedRecipe()
@@ -48,6 +49,20 @@ def add_parser(subparsers) -> None:
             default=getattr(defaults, f"{role}_minutes"),
             help=f"{role} training time budget in minutes (default: %(default)s)",
         )
+    parser.add_argument(
+        "--random-surroundings",
+        default=defaults.random_surroundings,
+        choices=SURROUNDINGS,
+        help="what the rendering's random shapes replace: the maternal tissues, or also the fetal body outside the "
+        "head with small clutter shapes (see fetal-keras train --random-surroundings; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--selection-csv",
+        default=None,
+        help="labelled stacks (e.g. some real ones) on which each role's checkpoint is chosen instead of the "
+        "simulated validation split; never trained on, starred in the card's real-stack table (default: the "
+        "simulated validation split)",
+    )
     parser.add_argument(
         "--real-csv",
         default=str(DEFAULT_REAL_CSV),
@@ -114,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         segmenter_minutes=args.segmenter_minutes,
         steps_per_epoch=args.steps_per_epoch,
         validation_every=args.validation_every,
+        random_surroundings=args.random_surroundings,
+        selection_csv=args.selection_csv,
     )
     real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None
     if real_csv is None:

@@ -14,6 +14,7 @@ from fetal_keras.choices import (
     NORMALISATIONS,
     OPTIMIZERS,
     STRATEGIES,
+    SURROUNDINGS,
     TASKS,
 )
 from fetal_keras.data.labels import parse_label_values
@@ -67,6 +68,13 @@ def add_parser(subparsers) -> None:
         "training images: the cohort's images, or rendered with random contrasts from its tissue label maps "
         "(the 'labels' column that fetal-keras simulate writes)",
         choices=IMAGE_SOURCES,
+    )
+    option(
+        "--random-surroundings",
+        "random_surroundings",
+        "with --image-source labels: what the random background shapes replace: the maternal tissues, or also the "
+        "fetal body outside the head, with many small clutter shapes on top",
+        choices=SURROUNDINGS,
     )
     option("--slabs-per-stack", "slabs_per_stack", "slabs drawn per stack per round", type=int)
     option("--brain-fraction", "brain_fraction", "fraction of slabs centred on brain", type=float)

@@ -25,6 +25,11 @@ class RenderConfig:
         blobs: (fewest, most) non-anatomical shapes laid over the maternal background, each with its own label.
         blob_size_px: (smallest, largest) blob diameter.
         blob_roughness: how irregular blob outlines are (0: ellipses).
+        blobs_over_fetal_body: the blobs also replace the fetal body outside the head (trunk, limbs, face, neck),
+            not only the maternal tissues, so that no part of the surroundings keeps the simulator's anatomy.
+        clutter_blobs: (fewest, most) small shapes laid over the same tissues as the blobs, on top of them, each with
+            its own label: the small structures (bowel loops, limbs, vessels, organs) that fill real surroundings.
+        clutter_size_px: (smallest, largest) clutter diameter.
         blur_sigma_px: (least, most) in-plane Gaussian blur (resolution loss, partial volume).
         air_max: air (no signal in MR) stays dark whatever the contrast: its mean is drawn in [0, air_max].
         normalisation: how each slab is normalised, as the stacks the model will see at deploy
@@ -41,6 +46,9 @@ class RenderConfig:
     blobs: tuple[int, int] = (8, 16)
     blob_size_px: tuple[float, float] = (27.0, 118.0)
     blob_roughness: float = 0.3
+    blobs_over_fetal_body: bool = False
+    clutter_blobs: tuple[int, int] = (0, 0)
+    clutter_size_px: tuple[float, float] = (6.0, 24.0)
     blur_sigma_px: tuple[float, float] = (0.0, 1.2)
     air_max: float = 0.03
     normalisation: str = "zscore"
@@ -52,6 +60,12 @@ class RenderConfig:
             raise ValueError(f"t2_probability must be in [0, 1], got {self.t2_probability}.")
         if not 0 <= self.blobs[0] <= self.blobs[1]:
             raise ValueError(f"blobs must be (fewest, most) with 0 <= fewest <= most, got {self.blobs}.")
+        if not 0 <= self.clutter_blobs[0] <= self.clutter_blobs[1]:
+            raise ValueError(
+                f"clutter_blobs must be (fewest, most) with 0 <= fewest <= most, got {self.clutter_blobs}."
+            )
+        if not 0.0 < self.clutter_size_px[0] <= self.clutter_size_px[1]:
+            raise ValueError(f"clutter_size_px must be (smallest, largest) > 0, got {self.clutter_size_px}.")
         if not 0.0 < self.blob_size_px[0] <= self.blob_size_px[1]:
             raise ValueError(f"blob_size_px must be (smallest, largest) > 0, got {self.blob_size_px}.")
         if self.subclasses < 1 or self.texture_cells < 2:

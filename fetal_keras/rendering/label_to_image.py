@@ -3,8 +3,9 @@
 One short chain of named steps, each drawing its parameters from :class:`RenderConfig` with a stateless seed,
 so batch k is reproducible and a notebook can show every step (``render_steps``):
 
-1. ``add_background_blobs``: 8-16 random non-anatomical shapes replace the maternal tissues under them, each
-   with a label of its own, so that no background intensity or texture can stand for brain.
+1. ``add_background_blobs``: 8-16 random non-anatomical shapes replace the maternal tissues under them (and,
+   optionally, the fetal body outside the head, with many small clutter shapes on top), each with a label of its
+   own, so that no background intensity or texture can stand for brain.
 2. ``draw_contrast``: a mean per label, uniform over the intensity range (amniotic fluid as often darker as
    brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs; air stays dark.
 3. ``paint_labels``: every label split into sub-classes by a smooth texture field, each with its own offset,
@@ -29,20 +30,35 @@ from fetal_keras.simulate.tissues import T2_SIGNAL, Tissue
 
 TISSUE_COUNT = len(Tissue)
 # Blobs cover the mother; the fetus, the amniotic fluid around it and the air outside her stay as they are.
-_UNDER_BLOBS = [t for t in Tissue if Tissue.AIR < t < Tissue.AMNIOTIC_FLUID or t == Tissue.MATERNAL_FLUID]
+_MATERNAL = [t for t in Tissue if Tissue.AIR < t < Tissue.AMNIOTIC_FLUID or t == Tissue.MATERNAL_FLUID]
+# With ``blobs_over_fetal_body`` they also cover the fetus outside its head (scalp, skull and brain stay).
+_FETAL_BODY = [Tissue.FETAL_SOFT_TISSUE, Tissue.FETAL_LUNG, Tissue.FETAL_LIVER, Tissue.FETAL_FLUID, Tissue.FETAL_BONE]
 
 
 def label_count(config: RenderConfig) -> int:
-    """Number of labels a rendered slab can hold: the tissues and one per blob."""
-    return TISSUE_COUNT + config.blobs[1]
+    """Number of labels a rendered slab can hold: the tissues, one per blob and one per clutter shape."""
+    return TISSUE_COUNT + config.blobs[1] + config.clutter_blobs[1]
 
 
 def add_background_blobs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
-    """Tissue labels ``[b, 3, y, x]`` with blobs over the maternal background (the same blobs on all 3 slices)."""
-    size = tissue.shape[-1]
-    blob = blob_partition(seed, tf.shape(tissue)[0], size, config.blobs, config.blob_size_px, config.blob_roughness)
-    maternal = tf.reduce_any(tf.equal(tissue[..., None], tf.constant(_UNDER_BLOBS, tf.int32)), axis=-1)
-    return tf.where(maternal & (blob[:, None] >= 0), TISSUE_COUNT + blob[:, None], tissue)
+    """Tissue labels ``[b, 3, y, x]`` with blobs, then clutter shapes, over the background (the same shapes on all
+    3 slices): the maternal tissues, and the fetal body outside the head if ``config.blobs_over_fetal_body``."""
+    size, batch = tissue.shape[-1], tf.shape(tissue)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    covered = _MATERNAL + (_FETAL_BODY if config.blobs_over_fetal_body else [])
+    background = tf.reduce_any(tf.equal(tissue[..., None], tf.constant(covered, tf.int32)), axis=-1)
+    labels = tissue
+    first_label = TISSUE_COUNT
+    for shapes, size_px, shape_seed in (
+        (config.blobs, config.blob_size_px, seed),  # the first set keeps the seed it always had
+        (config.clutter_blobs, config.clutter_size_px, seeds[1]),
+    ):
+        if shapes[1] == 0:
+            continue
+        index = blob_partition(shape_seed, batch, size, shapes, size_px, config.blob_roughness)[:, None]
+        labels = tf.where(background & (index >= 0), first_label + index, labels)
+        first_label += shapes[1]
+    return labels
 
 
 def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf.Tensor:

@@ -21,6 +21,7 @@ from fetal_keras.choices import (
     NORMALISATIONS,
     OPTIMIZERS,
     STRATEGIES,
+    SURROUNDINGS,
     TASKS,
 )
 from fetal_keras.files import write_json
@@ -44,6 +45,8 @@ class TrainConfig:
     stops training early, after the last epoch that fits in that many minutes of this invocation.
     ``image_source="labels"`` trains on images rendered on the fly from the training cohort's tissue label maps
     (its ``labels`` column), each slab with a fresh random contrast; validation always uses the images.
+    ``random_surroundings`` says what the rendering's random background shapes replace: ``"maternal"`` tissues
+    only, or ``"body"``: the fetal body outside the head too, with 10-30 small clutter shapes on top.
 
     ``task`` says which model this is: ``"whole"`` segments whole stacks on its own (as the original did);
     ``"localiser"`` finds the fetal head on whole slices at a coarse spacing (default 3 mm, so a slab covers the
@@ -91,6 +94,7 @@ class TrainConfig:
     target_spacing_mm: float | None = None
     clip_percentiles: tuple[float, float] | None = None
     image_source: str = "images"
+    random_surroundings: str = "maternal"
     normalisation: str = "zscore"
     task: str = "whole"
     crop_margin_mm: float | None = None
@@ -111,6 +115,7 @@ class TrainConfig:
             ("strategy", STRATEGIES),
             ("augmentation", AUGMENTATIONS),
             ("image_source", IMAGE_SOURCES),
+            ("random_surroundings", SURROUNDINGS),
             ("normalisation", NORMALISATIONS),
             ("task", TASKS),
             ("learning_rate_schedule", LEARNING_RATE_SCHEDULES),
@@ -143,7 +148,11 @@ class TrainConfig:
         """The ``RenderConfig`` of training images rendered from label maps, or None to train on the images."""
         from fetal_keras.rendering.config import RenderConfig
 
-        return RenderConfig(normalisation=self.normalisation) if self.image_source == "labels" else None
+        if self.image_source != "labels":
+            return None
+        if self.random_surroundings == "body":
+            return RenderConfig(normalisation=self.normalisation, blobs_over_fetal_body=True, clutter_blobs=(10, 30))
+        return RenderConfig(normalisation=self.normalisation)
 
     @property
     def preprocess(self):

@@ -4,7 +4,7 @@
 Simulates a cohort of clinical-size stacks with their tissue label maps, splits it by subject, trains a localiser
 (3 mm, whole field of view) and a segmenter (1.1 mm, crops around the brain) on images rendered on the fly from the
 label maps with random contrasts (``fetal_keras.rendering``), keeps each role's epoch with the best whole-volume Dice
-on the simulated validation split, measures the pair on the simulated test split and, when given, on real labelled
+on the simulated validation split (or on a labelled selection cohort, e.g. real stacks, when given), measures the pair on the simulated test split and, when given, on real labelled
 stacks (measured only: never trained on), and writes both models, their configs and the model card into
 ``fetal_keras/weights/``. Every step reuses what an interrupted earlier call left in the work folder, and training
 resumes where it stopped.
@@ -65,6 +65,9 @@ class PretrainedRecipe:
         localiser_spacing_mm: the localiser's in-plane spacing. 1.1 mm, not the 3 mm a localiser defaults to: trained
             on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
             while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
+        random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``).
+        selection_csv: a labelled cohort (e.g. some real stacks) on which each role's checkpoint is chosen instead of
+            the simulated validation split; never trained on. The card names it and stars its stacks.
     """
 
     subjects: int = 16
@@ -78,12 +81,14 @@ class PretrainedRecipe:
     validation_every: int = 2
     base_filters: int = 16
     localiser_spacing_mm: float = 1.1
+    random_surroundings: str = "maternal"
+    selection_csv: str | None = None
 
     def config(self, role: str, split_dir: Path, run_dir: Path) -> TrainConfig:
         """The training config of ``role`` (``"localiser"`` or ``"segmenter"``)."""
         return TrainConfig(
             str(split_dir / "train.csv"),
-            str(split_dir / "val.csv"),
+            self.selection_csv or str(split_dir / "val.csv"),
             str(run_dir),
             base_filters=self.base_filters,
             epochs=self.localiser_epochs if role == "localiser" else self.segmenter_epochs,
@@ -92,6 +97,7 @@ class PretrainedRecipe:
             seed=self.seed,
             max_minutes=self.localiser_minutes if role == "localiser" else self.segmenter_minutes,
             image_source="labels",
+            random_surroundings=self.random_surroundings,
             normalisation="foreground",
             task=role,
             target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
@@ -138,22 +144,40 @@ def _metric_line(summary: dict) -> str:
     )
 
 
-def _real_table(real: dict[str, pd.DataFrame]) -> str:
-    """Per-stack Dice and HD95 on real stacks, without and with TTA, as a Markdown table."""
+def _real_table(real: dict[str, pd.DataFrame], selection_ids: set[str]) -> str:
+    """Per-stack Dice and HD95 on real stacks, without and with TTA, as a Markdown table; stacks that chose the
+    checkpoints are starred and summarised apart from the others."""
     plain, tta = real["no TTA"].set_index(ID_COLUMN), real["TTA"].set_index(ID_COLUMN)
     lines = [
         "| stack | Dice | HD95 (mm) | Dice, TTA | HD95 (mm), TTA | predicted / true ml |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for stack_id, row in plain.iterrows():
+        star = " *" if stack_id in selection_ids else ""
         lines.append(
-            f"| {stack_id} | {row['dice']:.3f} | {row['hd95_mm']:.1f} | {tta.loc[stack_id, 'dice']:.3f} | "
+            f"| {stack_id}{star} | {row['dice']:.3f} | {row['hd95_mm']:.1f} | {tta.loc[stack_id, 'dice']:.3f} | "
             f"{tta.loc[stack_id, 'hd95_mm']:.1f} | {row['predicted_volume_ml']:.0f} / {row['true_volume_ml']:.0f} |"
         )
-    for name, table in (("mean", plain), ("min", plain)):
-        values = getattr(table["dice"].fillna(0.0), name)(), getattr(tta["dice"].fillna(0.0), name)()
-        lines.append(f"| **{name}** | {values[0]:.3f} | | {values[1]:.3f} | | |")
+    held_out = [stack_id for stack_id in plain.index if stack_id not in selection_ids]
+    groups = [("", plain.index)] + ([(" (not used for selection)", held_out)] if selection_ids and held_out else [])
+    for label, ids in groups:
+        for name in ("mean", "min"):
+            values = [getattr(table.loc[ids, "dice"].fillna(0.0), name)() for table in (plain, tta)]
+            lines.append(f"| **{name}{label}** | {values[0]:.3f} | | {values[1]:.3f} | | |")
     return "\n".join(lines)
+
+
+def _selection_ids(configs: dict[str, TrainConfig], split_dir: Path) -> tuple[set[str], list[str]]:
+    """Ids of the stacks that chose any role's checkpoint when that was not the simulated validation split, and a
+    sentence per such role."""
+    ids, sentences = set(), []
+    for role, config in configs.items():
+        if Path(config.val_csv).resolve() == (split_dir / "val.csv").resolve():
+            continue
+        chosen = read_cohort(config.val_csv, require_segmentation=True)[ID_COLUMN]
+        ids |= set(chosen)
+        sentences.append(f"the {role}'s checkpoint was chosen on `{config.val_csv}` ({', '.join(chosen)})")
+    return ids, sentences
 
 
 def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], facts: dict) -> str:
@@ -162,9 +186,14 @@ def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], 
         for role, c in configs.items()
     }
     real = facts.get("real")
+    selection_ids, selection = facts["selection"]
+    use = (
+        f"{'; '.join(selection)}; stacks marked * took part in that choice"
+        if selection
+        else "not used to select anything"
+    )
     real_section = (
-        f"{facts['real_csv']} (never trained on; measured after training, not used to select anything):\n\n"
-        + _real_table(real)
+        f"{facts['real_csv']} (never trained on; {use}):\n\n" + _real_table(real, selection_ids)
         if real
         else "Not measured (no real labelled cohort was given)."
     )
@@ -345,6 +374,7 @@ def make_pretrained(
         "test": summarize(test),
         "real": real,
         "real_csv": str(real_csv),
+        "selection": _selection_ids(configs, split_dir),
         **timings.values,
         "hardware": _hardware(),
     }
