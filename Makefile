@@ -18,7 +18,7 @@ install: $(STAMP)  ## create .venv and install everything
 demo: $(STAMP)  ## the main job end to end, on CPU, in minutes
 	$(BIN)/fetal-keras demo --out results/demo
 
-pretrained: $(STAMP)  ## re-create the packaged localiser + segmenter pair from the simulator (about 1.5 h on 2 CPU cores)
+pretrained: $(STAMP)  ## re-create the packaged localiser + segmenter pair from the simulator (about 1 h on 2 CPU cores)
 	$(BIN)/fetal-keras pretrained --work-dir results/pretrained
 	$(BIN)/fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz --qc-csv ../shared/data/real_labelled/cohort.csv
 

@@ -97,6 +97,28 @@ def test_postprocessing_keeps_the_component_at_the_focus_not_the_largest():
     assert keep_component_at_focus(mask, np.zeros_like(mask))[2, 10, 10] == 1, "no overlap: the largest"
 
 
+def test_a_thin_bridge_does_not_join_the_brain_to_what_it_touches():
+    """A head mask joined to a trunk-like blob by a 3 mm neck through one slice: only the head is kept, with its own
+    outline intact; without the spacing (no bridge cutting) both stay, as before."""
+    y, x = np.mgrid[:100, :140]
+    mask = np.zeros((8, 100, 140), np.uint8)
+    mask[1:7] = np.hypot(y - 50, x - 40) < 30  # a 66 mm brain at 1.1 mm
+    mask[2:6] |= (np.hypot(y - 50, x - 110) < 18).astype(np.uint8)  # something beside it
+    mask[3, 49:52, 65:95] = 1  # the bridge: 3 pixels wide, one slice
+    focus = np.zeros_like(mask)
+    focus[3:5, 45:55, 35:45] = 1
+    kept = keep_component_at_focus(mask, focus, (3.0, 1.1, 1.1))
+    np.testing.assert_array_equal(kept[:, :, :70], mask[:, :, :70])  # the head whole, outline included
+    assert not kept[:, :, 95:].any()
+    assert keep_component_at_focus(mask, focus)[4, 50, 110] == 1
+    probability = mask.astype(np.float32)
+    head = head_component(probability, (3.0, 1.1, 1.1))
+    assert head[4, 50, 40] == 1 and head[4, 50, 110] == 0
+    speck = np.zeros((3, 20, 20), np.float32)
+    speck[1, 5:7, 5:7] = 1.0  # thinner than the erosion: found all the same
+    assert head_component(speck, (3.0, 1.1, 1.1), plausible_ml=(0.0, 1.0)).sum() == 4
+
+
 def test_a_crop_maps_back_onto_the_stack_where_it_was_cut(tmp_path):
     path, head, _ = _head_and_uterus(tmp_path)
     config = PreprocessConfig(crop_margin_mm=6.0, min_shape=(3, 32, 32))

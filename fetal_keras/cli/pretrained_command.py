@@ -16,9 +16,9 @@ def add_parser(subparsers) -> None:
     defaults = PretrainedRecipe()
     parser = subparsers.add_parser(
         "pretrained",
-        help="re-create the packaged localiser + segmenter pair from simulated stacks (about 1.5 h on 2 CPU cores)",
+        help="re-create the packaged localiser + segmenter pair from simulated stacks (about 1 h on 2 CPU cores)",
         description="Simulate a training cohort with tissue label maps, train a localiser and a segmenter on images "
-        "rendered from the label maps with random contrasts, select each on simulated validation stacks, test the pair "
+        "rendered from the label maps with random contrasts, choose each role's checkpoint on --selection-csv, test the pair "
         "on simulated test stacks (and measure it on real labelled stacks when present, never training on them), and "
         "write fetal_keras/weights/<name>/ and its model card <name>.md. Rerunning reuses what an interrupted call left "
         "in --work-dir. With --qc-figure, only draw the packaged model's masks on real stacks.",
@@ -58,10 +58,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--selection-csv",
-        default=None,
-        help="labelled stacks (e.g. some real ones) on which each role's checkpoint is chosen instead of the "
-        "simulated validation split; never trained on, starred in the card's real-stack table (default: the "
-        "simulated validation split)",
+        default=defaults.selection_csv,
+        help="labelled stacks (e.g. some real ones) on which each role's checkpoint is chosen; never trained on, "
+        "starred in the card's real-stack table; 'none': the simulated validation split (default: %(default)s, three "
+        "of the shared real stacks)",
     )
     parser.add_argument(
         "--real-csv",
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch,
         validation_every=args.validation_every,
         random_surroundings=args.random_surroundings,
-        selection_csv=args.selection_csv,
+        selection_csv=None if args.selection_csv.lower() == "none" else args.selection_csv,
     )
     real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None
     if real_csv is None:

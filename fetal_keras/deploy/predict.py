@@ -168,7 +168,9 @@ def predict_stack(
     probability = _to_source_grid(probability, prepared.geometry, source, is_label=False)
     mask = (probability >= 0.5).astype(np.uint8)
     if options.postprocess:
-        mask = postprocess_mask(mask) if focus is None else keep_component_at_focus(mask, focus)
+        mask = (
+            postprocess_mask(mask) if focus is None else keep_component_at_focus(mask, focus, source.spacing_mm[::-1])
+        )
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
