@@ -158,3 +158,12 @@ def test_the_card_stars_the_real_stacks_that_chose_a_checkpoint(tmp_path, write_
     assert "| real-1 * |" in table and "| real-2 |" in table
     assert "| **mean (not used for selection)** | 0.250 |" in table  # real-2 and real-4 (no mask: Dice 0)
     assert "| **mean** | 0.525 |" in table
+
+
+def test_unreadable_selection_stacks_stop_the_recipe_before_it_simulates(tmp_path, capsys):
+    selection = tmp_path / "selection.csv"
+    selection.write_text("iFIND_id,image,segmentation\nreal-1,gone.nii.gz,gone_mask.nii.gz\n")
+    arguments = ["pretrained", "--work-dir", str(tmp_path / "work"), "--weights-dir", str(tmp_path / "weights")]
+    assert main(arguments + ["--selection-csv", str(selection), "--real-csv", ""]) == 2
+    assert "--selection-csv none" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists(), "nothing simulated"

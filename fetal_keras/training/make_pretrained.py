@@ -320,6 +320,15 @@ def make_pretrained(
     from fetal_keras.evaluation.evaluate import summarize
     from fetal_keras.training.train import RunFolder, train
 
+    trained_runs = {role: Path(run) for role, run in (trained_runs or {}).items()}
+    if recipe.selection_csv and len(trained_runs) < len(PAIR_ROLES):
+        try:  # before an hour of simulation and training, not after
+            read_cohort(recipe.selection_csv, require_segmentation=True)
+        except (FileNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"{error}\nThe checkpoint selection stacks cannot be read; give --selection-csv none to choose "
+                "checkpoints on the simulated validation split instead."
+            ) from error
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -334,7 +343,6 @@ def make_pretrained(
     settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
     splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
     write_splits(splits, split_dir, csv_path, settings, overwrite=True)
-    trained_runs = {role: Path(run) for role, run in (trained_runs or {}).items()}
     configs = {
         role: TrainConfig.load(trained_runs[role] / "config.json")
         if role in trained_runs
