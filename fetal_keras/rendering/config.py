@@ -53,6 +53,12 @@ class RenderConfig:
     air_max: float = 0.03
     normalisation: str = "zscore"
 
+    @classmethod
+    def body_surroundings(cls, normalisation: str = "zscore") -> RenderConfig:
+        """Random shapes over the fetal body outside the head too, with 10-30 small clutter shapes on top
+        (``TrainConfig.random_surroundings="body"``)."""
+        return cls(normalisation=normalisation, blobs_over_fetal_body=True, clutter_blobs=(10, 30))
+
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}.")

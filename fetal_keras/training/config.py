@@ -151,7 +151,7 @@ class TrainConfig:
         if self.image_source != "labels":
             return None
         if self.random_surroundings == "body":
-            return RenderConfig(normalisation=self.normalisation, blobs_over_fetal_body=True, clutter_blobs=(10, 30))
+            return RenderConfig.body_surroundings(self.normalisation)
         return RenderConfig(normalisation=self.normalisation)
 
     @property

@@ -2,10 +2,11 @@
 ``make pretrained``).
 
 Simulates a cohort of clinical-size stacks with their tissue label maps, splits it by subject, trains a localiser
-(3 mm, whole field of view) and a segmenter (1.1 mm, crops around the brain) on images rendered on the fly from the
+(1.1 mm, whole field of view) and a segmenter (1.1 mm, crops around the brain) on images rendered on the fly from the
 label maps with random contrasts (``fetal_keras.rendering``), keeps each role's epoch with the best whole-volume Dice
-on the simulated validation split (or on a labelled selection cohort, e.g. real stacks, when given), measures the pair on the simulated test split and, when given, on real labelled
-stacks (measured only: never trained on), and writes both models, their configs and the model card into
+on a labelled selection cohort (by default three real stacks; or the simulated validation split), measures the pair
+on the simulated test split and, when given, on real labelled stacks (measured only: never trained on), and writes
+both models, their configs and the model card into
 ``fetal_keras/weights/``. Every step reuses what an interrupted earlier call left in the work folder, and training
 resumes where it stopped.
 """
