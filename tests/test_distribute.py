@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+# Each test starts TensorFlow in worker processes: about 65 s on an idle 2-core machine beside another test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
@@ -31,7 +32,7 @@ def test_mirrored_strategy_keeps_two_replicas_identical(train_val_csvs, tmp_path
         [sys.executable, str(WORKER), "mirrored", *train_val_csvs, str(tmp_path / "run"), str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=360,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = np.load(out)
@@ -59,7 +60,7 @@ def test_two_workers_end_with_identical_weights(train_val_csvs, tmp_path):
             subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
     try:
-        outputs = [process.communicate(timeout=240) for process in processes]
+        outputs = [process.communicate(timeout=300) for process in processes]
     finally:
         for process in processes:
             process.kill()

@@ -123,6 +123,7 @@ def test_a_segmenter_validates_on_what_its_localiser_finds(train_val_csvs, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two full-size roles fine-tuned and deployed: about 200 s beside another test
 def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stacks(train_val_csvs, tmp_path):
     from fetal_keras.cli.main import main
 

@@ -74,11 +74,14 @@ def test_pretrained_names_each_packaged_model_and_refuses_unknown_versions():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 150 s alone on an idle 2-core machine: simulation, two trainings, two test passes
 def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_path):
-    """The whole ``fetal-keras pretrained`` recipe at toy scale: both roles packaged, checksums in the card."""
+    """The whole ``fetal-keras pretrained`` recipe at toy scale (tiny networks): both roles packaged, checksums in
+    the card."""
     weights = tmp_path / "weights"
     arguments = ["pretrained", "--work-dir", str(tmp_path / "work"), "--weights-dir", str(weights), "--subjects", "3"]
     arguments += ["--preset", "small", "--localiser-epochs", "1", "--segmenter-epochs", "1", "--steps-per-epoch", "1"]
+    arguments += ["--base-filters", "2"]
     arguments += ["--selection-csv", "none"]  # the shared real stacks are not in CI
     assert main(arguments + ["--workers", "1", "--real-csv", str(tmp_path / "absent.csv")]) == 0
     folder, checksums = verified_pair(weights_dir=weights)
@@ -87,9 +90,14 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     configs = {role: json.loads((folder / role / "config.json").read_text())["config"] for role in PAIR_ROLES}
     assert configs["localiser"]["task"] == "localiser" and configs["segmenter"]["crop_margin_mm"] == 20.0
     assert configs["segmenter"]["image_source"] == "labels"
-    again = ["--weights-dir", str(tmp_path / "again"), "--localiser-run", str(tmp_path / "work" / "localiser")]
+    assert configs["localiser"]["base_filters"] == configs["segmenter"]["base_filters"] == 2
+    # Both finished runs packaged again, nothing retrained: the card says where each role comes from.
+    again = ["--weights-dir", str(tmp_path / "again")]
+    again += [option for role in PAIR_ROLES for option in (f"--{role}-run", str(tmp_path / "work" / role))]
     assert main(arguments + ["--workers", "1", "--real-csv", "", *again]) == 0
-    assert "localiser packaged from the finished run" in card_path(PAIR_NAME, tmp_path / "again").read_text()
+    card = card_path(PAIR_NAME, tmp_path / "again").read_text()
+    assert all(f"{role} packaged from the finished run" in card for role in PAIR_ROLES)
+    assert "trained by this recipe on the split above" not in card
     verified_pair(weights_dir=tmp_path / "again")
     with open(folder / "segmenter" / "model.keras", "ab") as stream:
         stream.write(b"\0")
@@ -116,13 +124,13 @@ def test_v1_stays_loadable_by_name():
 @pytest.mark.slow
 def test_packaged_model_segments_a_stack_from_the_command_line_and_names_both_checksums(tmp_path):
     """The default model from the command line: a mask on the stack's own grid, and predictions.csv naming both
-    checksums. (Its Dice is measured on real stacks in test_packaged_pair.py; on simulated test stacks its card
-    states 0.47.)"""
+    checksums. (Its Dice is measured on real stacks in test_packaged_pair_real_stacks.py.) A small-preset stack:
+    the field of view around the head, the deploy's cost a fraction of a whole-abdomen stack's."""
     from fetal_keras.data.io import read_stack
     from fetal_keras.simulate import SimulationSettings, simulate_stack
     from fetal_keras.simulate.cohort import simulate_subject
 
-    settings = SimulationSettings(subjects=1, seed=123, preset="realistic", ga_range_weeks=(30.0, 30.0))
+    settings = SimulationSettings(subjects=1, seed=123, preset="small", ga_range_weeks=(30.0, 30.0))
     stack = simulate_stack(settings, simulate_subject(settings, 0), 0)
     image_path = write_volume(tmp_path / "stack.nii.gz", stack.image, spacing=tuple(stack.plan.spacing_mm))
     assert main(["predict", "--input", str(image_path), "--out", str(tmp_path / "out")]) == 0

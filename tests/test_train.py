@@ -107,6 +107,7 @@ def test_a_run_folder_holds_one_run(train_val_csvs, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three training processes in turn: about 150 s beside another test
 def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     run = RunFolder(tmp_path / "run")
     command = [

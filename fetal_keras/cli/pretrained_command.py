@@ -36,6 +36,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--validation-every", type=int, default=defaults.validation_every, help="epochs between validations"
     )
+    parser.add_argument(
+        "--base-filters",
+        type=int,
+        default=defaults.base_filters,
+        help="filters of both networks' first level, doubling at each level below (default: %(default)s; smaller "
+        "is faster and weaker, e.g. 2 for a smoke test of the recipe)",
+    )
     for role in ("localiser", "segmenter"):
         parser.add_argument(
             f"--{role}-epochs",
@@ -129,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         segmenter_minutes=args.segmenter_minutes,
         steps_per_epoch=args.steps_per_epoch,
         validation_every=args.validation_every,
+        base_filters=args.base_filters,
         random_surroundings=args.random_surroundings,
         selection_csv=None if args.selection_csv.lower() == "none" else args.selection_csv,
     )
