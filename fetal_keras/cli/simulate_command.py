@@ -6,6 +6,7 @@ import argparse
 import time
 
 from fetal_keras.simulate import PRESETS, SimulationSettings, simulate_cohort
+from fetal_keras.simulate.head import HEAD_ANATOMIES
 
 
 def add_parser(subparsers) -> None:
@@ -47,6 +48,13 @@ def add_parser(subparsers) -> None:
         metavar=("LOW", "HIGH"),
         help="gestational age range in weeks, within 20-38 (default: 20 38)",
     )
+    parser.add_argument(
+        "--head-anatomy",
+        choices=HEAD_ANATOMIES,
+        default="icbm",
+        help="the fetal brains: icbm (one adult template scaled down, smoothed) or atlas (real fetal brains of a "
+        "fetal brain atlas at the nearest age, varied per fetus) (default: %(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per CPU core)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in --out")
     parser.set_defaults(run=run)
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         motion=not args.no_motion,
         artefacts=not args.no_artefacts,
         ga_range_weeks=tuple(args.ga_range),
+        head_anatomy=args.head_anatomy,
     )
     start = time.perf_counter()
     csv_path = simulate_cohort(settings, args.out, workers=args.workers, overwrite=args.overwrite)

@@ -23,7 +23,7 @@ from fetal_keras.files import atomic_output, write_json
 from fetal_keras.simulate.acquisition import ORIENTATIONS, StackPlan, acquire, plan_stack
 from fetal_keras.simulate.artefacts import apply_artefacts, draw_artefacts
 from fetal_keras.simulate.growth import draw_head_biometry
-from fetal_keras.simulate.head import build_head
+from fetal_keras.simulate.head import HEAD_ANATOMIES, build_head
 from fetal_keras.simulate.motion import draw_breathing, draw_motion, interleaved_order
 from fetal_keras.simulate.render import head_volumes
 from fetal_keras.simulate.scene import Scene, draw_scene
@@ -66,6 +66,8 @@ class SimulationSettings:
         motion: fetal motion and maternal breathing between slices.
         artefacts: bias field, noise, blur, drop-outs and stripes.
         ga_range_weeks: gestational ages are drawn uniformly in this range.
+        head_anatomy: the fetal brains (``fetal_keras.simulate.head.HEAD_ANATOMIES``): ``"icbm"``, one adult
+            template scaled down, or ``"atlas"``, real fetal brains of a fetal brain atlas.
     """
 
     subjects: int = 12
@@ -76,6 +78,7 @@ class SimulationSettings:
     motion: bool = True
     artefacts: bool = True
     ga_range_weeks: tuple[float, float] = (20.0, 38.0)
+    head_anatomy: str = "icbm"
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -85,6 +88,8 @@ class SimulationSettings:
         low, high = self.ga_range_weeks
         if not 20.0 <= low <= high <= 38.0:
             raise ValueError(f"ga_range_weeks must lie within 20-38 weeks, got {self.ga_range_weeks}.")
+        if self.head_anatomy not in HEAD_ANATOMIES:
+            raise ValueError(f"head_anatomy must be one of {HEAD_ANATOMIES}, got {self.head_anatomy!r}.")
 
 
 @dataclass(frozen=True)
@@ -133,12 +138,12 @@ def simulate_subject(settings: SimulationSettings, index: int) -> Subject:
     rng = _rng(settings, index, 0)
     ga = float(rng.uniform(*settings.ga_range_weeks))
     biometry = draw_head_biometry(ga, rng)
-    head = build_head(biometry, rng, PRESETS[settings.preset]["head_spacing_mm"])
+    head = build_head(biometry, rng, PRESETS[settings.preset]["head_spacing_mm"], settings.head_anatomy)
     scene = draw_scene(head, rng)
     record = {
         "subject": subject_id(index),
         "ga_weeks": ga,
-        "biometry": dataclasses.asdict(biometry),
+        "biometry": dataclasses.asdict(head.biometry),
         "brain_volume_ml": head.brain_volume_ml,
         "scene": scene.record,
     }
