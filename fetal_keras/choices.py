@@ -4,7 +4,8 @@ MODEL_PRESETS = ("unet", "fetal_fcn")
 LOSSES = ("cross_entropy", "dice", "cross_entropy+dice")
 OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-AUGMENTATIONS = ("default", "original", "none")
+# default: rotation, scaling, flips, slice motion, intensity; anatomy: also a scale per axis, shear, elastic warp.
+AUGMENTATIONS = ("default", "anatomy", "original", "none")
 # Training images: the cohort's images, or rendered on the fly from its tissue label maps (``labels`` column).
 IMAGE_SOURCES = ("images", "labels")
 # What the random background shapes of rendered images cover: the maternal tissues, or also the fetal body outside

@@ -94,6 +94,35 @@ def test_geometric_augmentation_keeps_image_and_labels_aligned(tmp_path):
         assert _dice(shown, truth) > 0.95
 
 
+def test_a_new_anatomy_per_slab_keeps_image_and_labels_aligned(tmp_path):
+    """Per-axis scaling, shear and an elastic warp move image and labels together (and do move them)."""
+    stack, threshold = _blob_stack(tmp_path)
+    anatomy = dataclasses.replace(GEOMETRIC_ONLY, axis_scale_range=(0.75, 1.3), shear=0.15, elastic_px=3.0)
+    dataset = training_dataset([stack], 8, SamplingConfig(brain_fraction=0.5), anatomy, seed=3)
+    for slabs, labels in dataset.take(3):
+        assert _dice(slabs.numpy()[..., 0] > threshold, labels.numpy() == 1) > 0.95
+
+
+def test_the_anatomy_augmentation_scales_each_axis_and_warps_smoothly():
+    import tensorflow as tf
+
+    centres = tf.constant([[5, 100, 100]] * 64, tf.int64)
+    plain = AugmentConfig(rotation_deg=0.0, scale_range=(1.0, 1.0), slice_shift_px=0.0, slice_rotation_deg=0.0)
+    warped = dataclasses.replace(plain, axis_scale_range=(0.75, 1.3), shear=0.15, elastic_px=3.0)
+    _, y0, x0 = (t.numpy() for t in sampling_points(centres, tf.constant([4, 2], tf.int64), plain, 64))
+    _, y, x = (t.numpy() for t in sampling_points(centres, tf.constant([4, 2], tf.int64), warped, 64))
+    # Step between neighbouring pixels: 1 read pixel without, 1 / (axis scale) with (0.77-1.33 plus shear and warp).
+    steps_y, steps_x = (
+        np.abs(np.diff(y[:, 0], axis=1)).mean(axis=(1, 2)),
+        np.abs(np.diff(x[:, 0], axis=2)).mean(axis=(1, 2)),
+    )
+    assert np.allclose(np.abs(np.diff(y0[:, 0], axis=1)), 1.0) and np.allclose(np.abs(np.diff(x0[:, 0], axis=2)), 1.0)
+    assert steps_y.min() < 0.9 and steps_y.max() > 1.15 and steps_x.min() < 0.9 and steps_x.max() > 1.15
+    assert not np.allclose(steps_y, steps_x), "each axis has its own scale"
+    assert np.abs(np.diff(y[:, 0], n=2, axis=1)).max() < 0.5, "smooth: no tears between neighbouring pixels"
+    np.testing.assert_allclose(y[:, 0], y[:, 2], atol=1e-4)  # the same anatomy for the slab's three slices
+
+
 def test_slabs_rendered_from_tissue_labels_stay_aligned_with_the_brain_mask(tmp_path):
     _, y, x = np.indices((6, 150, 140))
     brain = ((y - 75) / 30.0) ** 2 + ((x - 70) / 40.0) ** 2 < 1

@@ -10,7 +10,8 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
-    from fetal_keras.choices import SURROUNDINGS
+    from fetal_keras.choices import AUGMENTATIONS, SURROUNDINGS
+    from fetal_keras.simulate.head import HEAD_ANATOMIES
     from fetal_keras.training.make_pretrained import PretrainedRecipe
 
     defaults = PretrainedRecipe()
@@ -62,6 +63,20 @@ def add_parser(subparsers) -> None:
         choices=SURROUNDINGS,
         help="what the rendering's random shapes replace: the maternal tissues, or also the fetal body outside the "
         "head with small clutter shapes (see fetal-keras train --random-surroundings; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--head-anatomy",
+        default=defaults.head_anatomy,
+        choices=HEAD_ANATOMIES,
+        help="the simulated fetuses' brains: icbm (one adult template scaled down) or atlas (real fetal brains of a "
+        "fetal brain atlas, shipped in the package) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--augmentation",
+        default=defaults.augmentation,
+        choices=AUGMENTATIONS,
+        help="training augmentation of both roles; anatomy also scales each in-plane axis, shears and warps every "
+        "slab (default: %(default)s)",
     )
     parser.add_argument(
         "--selection-csv",
@@ -138,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         validation_every=args.validation_every,
         base_filters=args.base_filters,
         random_surroundings=args.random_surroundings,
+        head_anatomy=args.head_anatomy,
+        augmentation=args.augmentation,
         selection_csv=None if args.selection_csv.lower() == "none" else args.selection_csv,
     )
     real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None

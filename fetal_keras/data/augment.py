@@ -1,7 +1,9 @@
 """On-the-fly, seeded slab augmentation as TensorFlow ops, vectorised over a batch of slabs.
 
 Geometric augmentation never resamples an image: it moves the points at which a slab is read from its stack.
-Each slab gets one in-plane rotation and scaling and the original's flips along all three axes; on top of that,
+Each slab gets one in-plane rotation and scaling and the original's flips along all three axes, and optionally a new
+in-plane anatomy (``AugmentConfig.anatomy()``: a scale per axis, a shear and a smooth elastic deformation, as SynthSeg
+varies its label maps); on top of that,
 **slice-wise motion** gives each of its 3 slices its own small in-plane shift and rotation, as fetal motion
 displaces every slice of a real stack independently. The image is read with bilinear and the labels with
 nearest-neighbour interpolation at the same points, so they stay aligned. Intensity augmentation follows: the
@@ -36,6 +38,16 @@ class AugmentConfig:
     bias_amplitude: float = 0.3
     noise_sigma_max: float = 0.1
     slice_dropout_probability: float = 0.05
+    axis_scale_range: tuple[float, float] = (1.0, 1.0)
+    shear: float = 0.0
+    elastic_px: float = 0.0
+
+    @classmethod
+    def anatomy(cls) -> AugmentConfig:
+        """The default recipe plus a new in-plane anatomy for every slab: each in-plane axis scaled in
+        ``axis_scale_range`` (0.75-1.3, on top of the shared scaling), a shear up to 0.15 and a smooth elastic
+        displacement of about 3 pixels (standard deviation)."""
+        return cls(axis_scale_range=(0.75, 1.3), shear=0.15, elastic_px=3.0)
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -51,7 +63,13 @@ class AugmentConfig:
     def moves_points(self) -> bool:
         """Whether slabs are read off the voxel grid (rotation, scaling or slice motion), needing interpolation."""
         return bool(
-            self.rotation_deg or self.scale_range != (1.0, 1.0) or self.slice_shift_px or self.slice_rotation_deg
+            self.rotation_deg
+            or self.scale_range != (1.0, 1.0)
+            or self.slice_shift_px
+            or self.slice_rotation_deg
+            or self.axis_scale_range != (1.0, 1.0)
+            or self.shear
+            or self.elastic_px
         )
 
 
@@ -69,6 +87,22 @@ def _white_noise(seed, shape: tf.Tensor) -> tf.Tensor:
     uniform = tf.random.stateless_uniform(tf.concat([[2], half], axis=0), seed, minval=1e-7, maxval=1.0)
     radius, angle = tf.sqrt(-2.0 * tf.math.log(uniform[0])), (2.0 * math.pi) * uniform[1]
     return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=-1)[..., : shape[-1]]
+
+
+_ELASTIC_CELLS = 4  # control points per side of the elastic displacement field
+
+
+def _anatomy(seed: tf.Tensor, batch: tf.Tensor, config: AugmentConfig, v: tf.Tensor, u: tf.Tensor, size: int):
+    """Per-axis scaling and shear of the slab offsets ``v, u`` ``[b, 1, size, size]``, and a smooth elastic
+    displacement ``[b, 1, size, size]`` per axis (pixels): one new in-plane anatomy per slab, the same for its 3
+    slices."""
+    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 7), 3)
+    axis_scale = _uniform(seeds[0], (batch, 2, 1, 1, 1), *config.axis_scale_range)
+    shear = _uniform(seeds[1], (batch, 2, 1, 1, 1), -1.0, 1.0) * config.shear
+    v, u = (v + shear[:, 0] * u) / axis_scale[:, 0], (u + shear[:, 1] * v) / axis_scale[:, 1]
+    coarse = _normal(seeds[2], (batch, _ELASTIC_CELLS, _ELASTIC_CELLS, 2)) * config.elastic_px
+    field = tf.image.resize(coarse, (size, size), method="bicubic")  # [b, size, size, 2]
+    return v, u, field[:, None, :, :, 0], field[:, None, :, :, 1]
 
 
 def sampling_points(centres: tf.Tensor, seed: tf.Tensor, config: AugmentConfig, size: int):
@@ -95,11 +129,15 @@ def sampling_points(centres: tf.Tensor, seed: tf.Tensor, config: AugmentConfig, 
     grid = tf.range(size, dtype=tf.float32) - float(size // 2)  # integer offsets: unrotated slabs are exact crops
     v = (grid[:, None] * tf.ones((1, size)))[None, None] * sign[:, 1, None, None, None]
     u = (tf.ones((size, 1)) * grid[None, :])[None, None] * sign[:, 2, None, None, None]
+    shift_y, shift_x = shift[:, :, 0, None, None], shift[:, :, 1, None, None]
+    if config.axis_scale_range != (1.0, 1.0) or config.shear or config.elastic_px:
+        v, u, elastic_y, elastic_x = _anatomy(seed, batch, config, v, u, size)
+        shift_y, shift_x = shift_y + elastic_y, shift_x + elastic_x
     cos = (tf.cos(angle) / scale)[..., None, None]
     sin = (tf.sin(angle) / scale)[..., None, None]
     centre = tf.cast(centres, tf.float32)
-    y = centre[:, 1, None, None, None] + sin * u + cos * v + shift[:, :, 0, None, None]
-    x = centre[:, 2, None, None, None] + cos * u - sin * v + shift[:, :, 1, None, None]
+    y = centre[:, 1, None, None, None] + sin * u + cos * v + shift_y
+    x = centre[:, 2, None, None, None] + cos * u - sin * v + shift_x
     depth_step = tf.where(flips[:, :1], tf.constant(-1, tf.int64), tf.constant(1, tf.int64))
     z = centres[:, :1] + depth_step * tf.range(-1, 2, dtype=tf.int64)[None, :]
     return z, y, x

@@ -139,9 +139,12 @@ class TrainConfig:
         """The ``AugmentConfig`` this config names."""
         from fetal_keras.data.augment import AugmentConfig  # TensorFlow only when training
 
-        return {"default": AugmentConfig(), "original": AugmentConfig.original(), "none": AugmentConfig.none()}[
-            self.augmentation
-        ]
+        return {
+            "default": AugmentConfig(),
+            "anatomy": AugmentConfig.anatomy(),
+            "original": AugmentConfig.original(),
+            "none": AugmentConfig.none(),
+        }[self.augmentation]
 
     @property
     def render(self):

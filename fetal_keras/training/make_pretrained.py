@@ -72,6 +72,9 @@ class PretrainedRecipe:
             on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
             while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
         random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``).
+        head_anatomy: the simulated fetuses' brains (``SimulationSettings.head_anatomy``: ``icbm`` or ``atlas``).
+        augmentation: the training augmentation (``TrainConfig.augmentation``; ``anatomy`` also scales each in-plane
+            axis, shears and warps every slab).
         selection_csv: a labelled cohort on which each role's checkpoint is chosen instead of the simulated
             validation split; never trained on. The card names it and stars its stacks. Default: three of the shared
             real stacks (``data_splits/real_selection.csv``): simulated validation Dice does not predict real Dice
@@ -90,6 +93,8 @@ class PretrainedRecipe:
     base_filters: int = 16
     localiser_spacing_mm: float = 1.1
     random_surroundings: str = "maternal"
+    head_anatomy: str = "icbm"
+    augmentation: str = "default"
     selection_csv: str | None = "data_splits/real_selection.csv"
 
     def config(self, role: str, split_dir: Path, run_dir: Path) -> TrainConfig:
@@ -106,6 +111,7 @@ class PretrainedRecipe:
             max_minutes=self.localiser_minutes if role == "localiser" else self.segmenter_minutes,
             image_source="labels",
             random_surroundings=self.random_surroundings,
+            augmentation=self.augmentation,
             normalisation="foreground",
             task=role,
             target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
@@ -190,6 +196,13 @@ def _selection_ids(configs: dict[str, TrainConfig], split_dir: Path) -> tuple[se
     return ids, sentences
 
 
+HEAD_SOURCES = {
+    "icbm": "the adult ICBM 2009a template scaled to fetal size",
+    "atlas": "label maps of the CC0 spatio-temporal fetal brain atlas with spina bifida aperta, Fidon et al., Open "
+    "Research Europe 2021, at the nearest age, varied per fetus",
+}
+
+
 def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], facts: dict) -> str:
     recipe_json = {
         role: {k: v for k, v in asdict(c).items() if k not in ("train_csv", "val_csv", "run_dir")}
@@ -222,8 +235,8 @@ Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (th
 ## Training data
 
 Simulated with `fetal_keras.simulate` (fetal_keras {facts["provenance"]["fetal_keras_version"]}, git
-{facts["provenance"]["git_commit"]}), preset `{recipe.preset}`: {recipe.subjects} fetuses (seed {recipe.seed}), 3
-stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion and artefacts, and their tissue label
+{facts["provenance"]["git_commit"]}), preset `{recipe.preset}`, `{recipe.head_anatomy}` heads
+({HEAD_SOURCES[recipe.head_anatomy]}): {recipe.subjects} fetuses (seed {recipe.seed}), 3 stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion and artefacts, and their tissue label
 maps. Every training image is rendered from the label maps with a fresh random contrast, random background shapes,
 blur and noise (`fetal_keras.rendering`), so that only shape can be learned. Split by subject:
 {facts["split"]["train"]} training, {facts["split"]["val"]} validation and {facts["split"]["test"]} test stacks.
@@ -335,7 +348,11 @@ def make_pretrained(
     start = time.perf_counter()
     print(f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir}")
     csv_path = _simulated(
-        SimulationSettings(subjects=recipe.subjects, seed=recipe.seed, preset=recipe.preset), work_dir / "sim", workers
+        SimulationSettings(
+            subjects=recipe.subjects, seed=recipe.seed, preset=recipe.preset, head_anatomy=recipe.head_anatomy
+        ),
+        work_dir / "sim",
+        workers,
     )
     timings = _Timings(work_dir / "timings.json")
     timings.record("simulation_minutes", (time.perf_counter() - start) / 60)
