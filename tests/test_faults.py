@@ -57,7 +57,7 @@ def test_an_interrupted_prediction_leaves_no_half_written_file(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)  # two training runs: about 60 s beside another test
+@pytest.mark.timeout(400)  # two training runs: 50-60 s beside another test
 def test_two_runs_with_the_same_seed_end_with_identical_weights(train_val_csvs, tmp_path):
     weights = []
     for name in ("first", "second"):

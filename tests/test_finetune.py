@@ -91,6 +91,7 @@ def test_cli_flags_override_what_the_starting_model_gives(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # two trainings: 40-70 s beside another test
 def test_a_frozen_encoder_keeps_its_weights_and_statistics(train_val_csvs, tmp_path):
     first = RunFolder(tmp_path / "first")
     train(tiny_train_config(*train_val_csvs, first.root, epochs=1), verbose=0)
@@ -108,6 +109,7 @@ def test_a_frozen_encoder_keeps_its_weights_and_statistics(train_val_csvs, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # two trainings: 40-50 s beside another test
 def test_a_segmenter_validates_on_what_its_localiser_finds(train_val_csvs, tmp_path):
     localiser = RunFolder(tmp_path / "localiser")
     train(tiny_train_config(*train_val_csvs, localiser.root, epochs=1, task="localiser"), verbose=0)

@@ -29,7 +29,7 @@ def simulated_subject():
     return simulate_subject(SIMULATED, 0)
 
 
-@pytest.mark.timeout(900)  # a whole-abdomen stack simulated and localised: 100-175 s beside another test
+@pytest.mark.timeout(1200)  # a whole-abdomen stack simulated and localised: 100-200 s beside another test
 @pytest.mark.parametrize("stack_index", [0, 1, 2])
 def test_the_localisers_crop_holds_the_whole_brain_on_simulated_stacks(tmp_path, pair, simulated_subject, stack_index):
     """Simulated realistic stacks of a seed no training used: the segmenter's crop around the localiser's head
