@@ -10,7 +10,8 @@ AUGMENTATIONS = ("default", "anatomy", "original", "none")
 IMAGE_SOURCES = ("images", "labels")
 # What the random background shapes of rendered images cover: the maternal tissues, or also the fetal body outside
 # the head (plus many small clutter shapes).
-SURROUNDINGS = ("maternal", "body")
+# "distractors": the maternal shapes plus brain-sized fluid-filled round structures beside the head.
+SURROUNDINGS = ("maternal", "body", "distractors")
 # Intensity normalisation of stacks: whole-stack z-score (the original) or z-score over the foreground (no air).
 NORMALISATIONS = ("zscore", "foreground")
 # What a trained model does: segment whole stacks, find the head at a coarse spacing, or segment a crop around it.

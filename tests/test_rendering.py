@@ -6,7 +6,13 @@ import tensorflow as tf
 
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.rendering.fields import blob_partition, gaussian_blur
-from fetal_keras.rendering.label_to_image import TISSUE_COUNT, render_slabs, render_steps
+from fetal_keras.rendering.label_to_image import (
+    TISSUE_COUNT,
+    distractor_labels,
+    draw_contrast,
+    render_slabs,
+    render_steps,
+)
 from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue
 
 SIZE = 64
@@ -64,6 +70,28 @@ def test_body_surroundings_cover_the_fetal_body_with_blobs_and_clutter_but_never
     assert np.isfinite(image).all()
     with pytest.raises(ValueError, match="clutter_blobs"):
         RenderConfig(clutter_blobs=(5, 2))
+
+
+def test_distractors_are_round_brain_like_structures_beside_the_head_never_over_it():
+    tissue = _tissue_slabs(batch=16)
+    config = RenderConfig(distractors=(1, 3), distractor_size_px=(14.0, 30.0), distractor_rim_px=(1.0, 3.0))
+    labels = render_steps(tissue, _seed(3), config)["labels"].numpy()
+    core, wall = distractor_labels(config)
+    head = np.isin(tissue.numpy(), [*BRAIN_TISSUES, Tissue.SKULL, Tissue.SCALP])
+    np.testing.assert_array_equal(labels[head], tissue.numpy()[head])
+    holds_one = (labels == core).any(axis=(1, 2, 3))
+    assert holds_one.mean() >= 0.75 and (labels == wall).any()
+    # Sections of an ellipsoid: the middle slice's section is never smaller than the outer slices'.
+    areas = (labels == core).sum(axis=(2, 3))
+    assert (areas[:, 1] >= np.minimum(areas[:, 0], areas[:, 2])).all()
+
+    means = draw_contrast(_seed(4), tf.constant(64), config).numpy()
+    brain_looks = means[:, [Tissue.WHITE_MATTER, Tissue.CORTEX, Tissue.DEEP_GREY, Tissue.VENTRICLE]]
+    brain_looks = np.concatenate([brain_looks, means[:, [Tissue.EXTRA_AXIAL_CSF]]], axis=1)
+    ratio = means[:, core, None] / np.maximum(brain_looks, 1e-6)
+    assert ((ratio >= 0.9 - 1e-6) & (ratio <= 1.1 + 1e-6)).any(axis=1).all(), "each core looks like a brain tissue"
+    np.testing.assert_array_equal(means[:, wall], means[:, Tissue.SKULL])
+    assert np.unique(np.round(means[:, core], 3)).size > 32, "a new look per slab"
 
 
 def test_blob_count_and_size_follow_the_config():

@@ -30,6 +30,12 @@ class RenderConfig:
         clutter_blobs: (fewest, most) small shapes laid over the same tissues as the blobs, on top of them, each with
             its own label: the small structures (bowel loops, limbs, vessels, organs) that fill real surroundings.
         clutter_size_px: (smallest, largest) clutter diameter.
+        distractors: (fewest, most) fluid-filled round structures of brain size laid over the surroundings (never
+            over the head: brain, skull, scalp): stomach, bladder, cysts, fluid pockets. Their core takes the mean of
+            one of the brain's tissues, their wall that of the skull, so that a round bright blob with a dark rim is
+            not enough to be a brain.
+        distractor_size_px: (smallest, largest) distractor diameter (brain size at about 1.1 mm per pixel).
+        distractor_rim_px: (thinnest, thickest) distractor wall.
         blur_sigma_px: (least, most) in-plane Gaussian blur (resolution loss, partial volume).
         air_max: air (no signal in MR) stays dark whatever the contrast: its mean is drawn in [0, air_max].
         normalisation: how each slab is normalised, as the stacks the model will see at deploy
@@ -49,6 +55,9 @@ class RenderConfig:
     blobs_over_fetal_body: bool = False
     clutter_blobs: tuple[int, int] = (0, 0)
     clutter_size_px: tuple[float, float] = (6.0, 24.0)
+    distractors: tuple[int, int] = (0, 0)
+    distractor_size_px: tuple[float, float] = (35.0, 90.0)
+    distractor_rim_px: tuple[float, float] = (0.0, 4.0)
     blur_sigma_px: tuple[float, float] = (0.0, 1.2)
     air_max: float = 0.03
     normalisation: str = "zscore"
@@ -58,6 +67,12 @@ class RenderConfig:
         """Random shapes over the fetal body outside the head too, with 10-30 small clutter shapes on top
         (``TrainConfig.random_surroundings="body"``)."""
         return cls(normalisation=normalisation, blobs_over_fetal_body=True, clutter_blobs=(10, 30))
+
+    @classmethod
+    def with_distractors(cls, normalisation: str = "zscore") -> RenderConfig:
+        """The maternal shapes plus 1-3 brain-sized fluid-filled round structures beside the head
+        (``TrainConfig.random_surroundings="distractors"``)."""
+        return cls(normalisation=normalisation, distractors=(1, 3))
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
@@ -70,6 +85,12 @@ class RenderConfig:
             raise ValueError(
                 f"clutter_blobs must be (fewest, most) with 0 <= fewest <= most, got {self.clutter_blobs}."
             )
+        if not 0 <= self.distractors[0] <= self.distractors[1]:
+            raise ValueError(f"distractors must be (fewest, most) with 0 <= fewest <= most, got {self.distractors}.")
+        if not 0.0 < self.distractor_size_px[0] <= self.distractor_size_px[1]:
+            raise ValueError(f"distractor_size_px must be (smallest, largest) > 0, got {self.distractor_size_px}.")
+        if not 0.0 <= self.distractor_rim_px[0] <= self.distractor_rim_px[1]:
+            raise ValueError(f"distractor_rim_px must be (thinnest, thickest) >= 0, got {self.distractor_rim_px}.")
         if not 0.0 < self.clutter_size_px[0] <= self.clutter_size_px[1]:
             raise ValueError(f"clutter_size_px must be (smallest, largest) > 0, got {self.clutter_size_px}.")
         if not 0.0 < self.blob_size_px[0] <= self.blob_size_px[1]:

@@ -57,3 +57,35 @@ def gaussian_blur(image: tf.Tensor, sigma_px: tf.Tensor, radius: int = 4) -> tf.
     along_x = tf.nn.depthwise_conv2d(padded, taps[None, :, :, None], strides=(1, 1, 1, 1), padding="VALID")
     along_y = tf.nn.depthwise_conv2d(along_x, taps[:, None, :, None], strides=(1, 1, 1, 1), padding="VALID")
     return tf.transpose(along_y, (3, 0, 1, 2))
+
+
+def round_distractors(seed: tf.Tensor, batch: tf.Tensor, size: int, count: tuple[int, int], diameter_px, rim_px):
+    """Round structures of brain size on a slab of 3 slices, as sections of ellipsoids: ``(core, rim)``, each
+    ``[batch, 3, size, size]`` bool, where a structure's fluid-filled core and its wall (``rim_px`` wide) are.
+
+    Each slab has between ``count[0]`` and ``count[1]`` of them, with a random centre on the slab, diameters in
+    ``diameter_px`` (aspect 0.7-1), orientation and wall width; on the slab's outer slices the section is smaller, as
+    the slices cut the ellipsoid off its centre (by up to half its radius per slice).
+    """
+    most = count[1]
+    seeds = tf.random.experimental.stateless_split(seed, 7)
+    shape = tf.stack([batch, most, 1, 1, 1])
+    centre_y = tf.random.stateless_uniform(shape, seeds[0], 0.0, float(size))
+    centre_x = tf.random.stateless_uniform(shape, seeds[1], 0.0, float(size))
+    radius = tf.random.stateless_uniform(shape, seeds[2], *diameter_px) / 2.0
+    aspect = tf.random.stateless_uniform(shape, seeds[3], 0.7, 1.0)
+    angle = tf.random.stateless_uniform(shape, seeds[4], 0.0, 3.14159265)
+    step = tf.random.stateless_uniform(shape, seeds[5], 0.0, 0.5) * radius
+    offsets = tf.constant([-1.0, 0.0, 1.0])[None, None, :, None, None] * step
+    section = tf.sqrt(tf.maximum(radius**2 - offsets**2, 0.0))  # [b, most, 3, 1, 1]
+    grid = tf.range(size, dtype=tf.float32)
+    y, x = grid[None, None, None, :, None] - centre_y, grid[None, None, None, None, :] - centre_x
+    along = tf.cos(angle) * x + tf.sin(angle) * y
+    across = (-tf.sin(angle) * x + tf.cos(angle) * y) / aspect
+    distance = tf.sqrt(along**2 + across**2)  # [b, most, 1, size, size]
+    wall = tf.random.stateless_uniform(shape, seeds[6], *rim_px)
+    drawn = tf.random.stateless_uniform(tf.stack([batch, 1, 1, 1, 1]), seeds[6], count[0], most + 1, dtype=tf.int32)
+    present = tf.range(most)[None, :, None, None, None] < drawn
+    core = present & (distance < section)
+    rim = present & (section > 0.0) & (distance < section + wall) & ~core
+    return tf.reduce_any(core, axis=1), tf.reduce_any(rim, axis=1) & ~tf.reduce_any(core, axis=1)

@@ -6,8 +6,11 @@ so batch k is reproducible and a notebook can show every step (``render_steps``)
 1. ``add_background_blobs``: 8-16 random non-anatomical shapes replace the maternal tissues under them (and,
    optionally, the fetal body outside the head, with many small clutter shapes on top), each with a label of its
    own, so that no background intensity or texture can stand for brain.
+   Optionally (``RenderConfig.distractors``) brain-sized fluid-filled round structures with a wall follow, over
+   anything but the head: two labels of their own (core, wall).
 2. ``draw_contrast``: a mean per label, uniform over the intensity range (amniotic fluid as often darker as
-   brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs; air stays dark.
+   brighter than brain), or the realistic T2 contrast (jittered) for a minority of slabs; air stays dark. A
+   distractor's core takes the mean of one of the brain's tissues (jittered), its wall the skull's.
 3. ``paint_labels``: every label split into sub-classes by a smooth texture field, each with its own offset,
    plus within-label voxel noise.
 4. ``gaussian_blur``: in-plane resolution loss.
@@ -16,7 +19,7 @@ so batch k is reproducible and a notebook can show every step (``render_steps``)
    pre-rendered images.
 
 Labels are the simulator's ``Tissue`` values (``[batch, 3, y, x]`` int32); blobs take labels ``len(Tissue)``
-and up. The brain mask, the training target, is not changed by any step.
+and up, distractors the last two. The brain mask, the training target, is not changed by any step.
 """
 
 from __future__ import annotations
@@ -25,19 +28,48 @@ import tensorflow as tf
 
 from fetal_keras.data.preprocess import FOREGROUND_CLIP, FOREGROUND_FRACTION
 from fetal_keras.rendering.config import RenderConfig
-from fetal_keras.rendering.fields import blob_partition, gaussian_blur, smooth_noise
-from fetal_keras.simulate.tissues import T2_SIGNAL, Tissue
+from fetal_keras.rendering.fields import blob_partition, gaussian_blur, round_distractors, smooth_noise
+from fetal_keras.simulate.tissues import BRAIN_TISSUES, T2_SIGNAL, Tissue
 
 TISSUE_COUNT = len(Tissue)
 # Blobs cover the mother; the fetus, the amniotic fluid around it and the air outside her stay as they are.
 _MATERNAL = [t for t in Tissue if Tissue.AIR < t < Tissue.AMNIOTIC_FLUID or t == Tissue.MATERNAL_FLUID]
 # With ``blobs_over_fetal_body`` they also cover the fetus outside its head (scalp, skull and brain stay).
 _FETAL_BODY = [Tissue.FETAL_SOFT_TISSUE, Tissue.FETAL_LUNG, Tissue.FETAL_LIVER, Tissue.FETAL_FLUID, Tissue.FETAL_BONE]
+# Distractors never cover the head; their core looks like one of these brain tissues.
+_HEAD = [*BRAIN_TISSUES, Tissue.SKULL, Tissue.SCALP]
+_BRAIN_LOOKS = [Tissue.WHITE_MATTER, Tissue.CORTEX, Tissue.DEEP_GREY, Tissue.VENTRICLE, Tissue.EXTRA_AXIAL_CSF]
 
 
 def label_count(config: RenderConfig) -> int:
-    """Number of labels a rendered slab can hold: the tissues, one per blob and one per clutter shape."""
-    return TISSUE_COUNT + config.blobs[1] + config.clutter_blobs[1]
+    """Number of labels a rendered slab can hold: the tissues, one per blob and one per clutter shape, and two
+    for distractors (core and wall) when there are any."""
+    return TISSUE_COUNT + config.blobs[1] + config.clutter_blobs[1] + (2 if config.distractors[1] else 0)
+
+
+def distractor_labels(config: RenderConfig) -> tuple[int, int]:
+    """The labels of distractor cores and walls: the last two of ``label_count``."""
+    count = label_count(config)
+    return count - 2, count - 1
+
+
+def add_distractors(labels: tf.Tensor, tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
+    """``labels`` with ``config.distractors`` round structures (``fields.round_distractors``) over anything but the
+    head's tissues (``tissue``: the labels before any shape was added)."""
+    if config.distractors[1] == 0:
+        return labels
+    core, rim = round_distractors(
+        seed,
+        tf.shape(labels)[0],
+        labels.shape[-1],
+        config.distractors,
+        config.distractor_size_px,
+        config.distractor_rim_px,
+    )
+    outside_head = ~tf.reduce_any(tf.equal(tissue[..., None], tf.constant(_HEAD, tf.int32)), axis=-1)
+    core_label, rim_label = distractor_labels(config)
+    labels = tf.where(core & outside_head, core_label, labels)
+    return tf.where(rim & outside_head, rim_label, labels)
 
 
 def add_background_blobs(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
@@ -72,7 +104,15 @@ def draw_contrast(seed: tf.Tensor, batch: tf.Tensor, config: RenderConfig) -> tf
     use_t2 = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[2]) < config.t2_probability
     means = tf.where(use_t2, t2_means, random_means)
     air = tf.random.stateless_uniform(tf.stack([batch, 1]), seeds[3], 0.0, config.air_max)
-    return tf.concat([air, means[:, 1:]], axis=1)  # Tissue.AIR is label 0
+    means = tf.concat([air, means[:, 1:]], axis=1)  # Tissue.AIR is label 0
+    if config.distractors[1] == 0:
+        return means
+    looks = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 5), 2)
+    brain = tf.gather(means, _BRAIN_LOOKS, axis=1)
+    chosen = tf.random.stateless_uniform(tf.stack([batch]), looks[0], 0, len(_BRAIN_LOOKS), dtype=tf.int32)
+    jitter = tf.random.stateless_uniform(tf.stack([batch]), looks[1], 0.9, 1.1)
+    core = tf.gather(brain, chosen, batch_dims=1) * jitter
+    return tf.concat([means[:, :-2], core[:, None], means[:, Tissue.SKULL, None]], axis=1)
 
 
 def paint_labels(labels: tf.Tensor, means: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> tf.Tensor:
@@ -127,7 +167,12 @@ def render_steps(tissue: tf.Tensor, seed: tf.Tensor, config: RenderConfig) -> di
     """Every intermediate of :func:`render_slabs`, by step name (for figures and tests)."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
     tissue = tf.cast(tissue, tf.int32)
-    labels = add_background_blobs(tissue, seeds[0], config)
+    labels = add_distractors(
+        add_background_blobs(tissue, seeds[0], config),
+        tissue,
+        tf.random.experimental.stateless_fold_in(seed, 9),
+        config,
+    )
     means = draw_contrast(seeds[1], tf.shape(tissue)[0], config)
     painted = paint_labels(labels, means, seeds[2], config)
     sigma = tf.random.stateless_uniform(tf.shape(tissue)[:1], seeds[3], *config.blur_sigma_px)

@@ -46,7 +46,8 @@ class TrainConfig:
     ``image_source="labels"`` trains on images rendered on the fly from the training cohort's tissue label maps
     (its ``labels`` column), each slab with a fresh random contrast; validation always uses the images.
     ``random_surroundings`` says what the rendering's random background shapes replace: ``"maternal"`` tissues
-    only, or ``"body"``: the fetal body outside the head too, with 10-30 small clutter shapes on top.
+    only, ``"body"``: the fetal body outside the head too, with 10-30 small clutter shapes on top, or
+    ``"distractors"``: the maternal tissues plus 1-3 brain-sized fluid-filled round structures beside the head.
 
     ``task`` says which model this is: ``"whole"`` segments whole stacks on its own (as the original did);
     ``"localiser"`` finds the fetal head on whole slices at a coarse spacing (default 3 mm, so a slab covers the
@@ -155,6 +156,8 @@ class TrainConfig:
             return None
         if self.random_surroundings == "body":
             return RenderConfig.body_surroundings(self.normalisation)
+        if self.random_surroundings == "distractors":
+            return RenderConfig.with_distractors(self.normalisation)
         return RenderConfig(normalisation=self.normalisation)
 
     @property
