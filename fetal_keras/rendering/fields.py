@@ -68,7 +68,7 @@ def round_distractors(seed: tf.Tensor, batch: tf.Tensor, size: int, count: tuple
     the slices cut the ellipsoid off its centre (by up to half its radius per slice).
     """
     most = count[1]
-    seeds = tf.random.experimental.stateless_split(seed, 7)
+    seeds = tf.random.experimental.stateless_split(seed, 8)
     shape = tf.stack([batch, most, 1, 1, 1])
     centre_y = tf.random.stateless_uniform(shape, seeds[0], 0.0, float(size))
     centre_x = tf.random.stateless_uniform(shape, seeds[1], 0.0, float(size))
@@ -84,8 +84,8 @@ def round_distractors(seed: tf.Tensor, batch: tf.Tensor, size: int, count: tuple
     across = (-tf.sin(angle) * x + tf.cos(angle) * y) / aspect
     distance = tf.sqrt(along**2 + across**2)  # [b, most, 1, size, size]
     wall = tf.random.stateless_uniform(shape, seeds[6], *rim_px)
-    drawn = tf.random.stateless_uniform(tf.stack([batch, 1, 1, 1, 1]), seeds[6], count[0], most + 1, dtype=tf.int32)
+    drawn = tf.random.stateless_uniform(tf.stack([batch, 1, 1, 1, 1]), seeds[7], count[0], most + 1, dtype=tf.int32)
     present = tf.range(most)[None, :, None, None, None] < drawn
-    core = present & (distance < section)
-    rim = present & (section > 0.0) & (distance < section + wall) & ~core
-    return tf.reduce_any(core, axis=1), tf.reduce_any(rim, axis=1) & ~tf.reduce_any(core, axis=1)
+    core = tf.reduce_any(present & (distance < section), axis=1)
+    outline = tf.reduce_any(present & (section > 0.0) & (distance < section + wall), axis=1)
+    return core, outline & ~core
