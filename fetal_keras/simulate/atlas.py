@@ -23,13 +23,12 @@ ATLAS_FOLDER = Path(__file__).with_name("atlas_sb")
 _FILE_PATTERN = re.compile(r"parcellation_GA(\d+)_(operated|notoperated)\.nii\.gz")
 
 EXTRA_AXIAL_CSF_LABEL = 4
-VENTRICLE_LABEL = 2
 # Atlas label -> the simulator's tissue. The cerebellum and the corpus callosum are dark on fetal T2 like the cortex;
 # the brainstem is read as deep grey matter.
 TISSUE_OF_LABEL = {
     0: Tissue.AIR,
     1: Tissue.WHITE_MATTER,
-    VENTRICLE_LABEL: Tissue.VENTRICLE,
+    2: Tissue.VENTRICLE,
     3: Tissue.CORTEX,
     EXTRA_AXIAL_CSF_LABEL: Tissue.EXTRA_AXIAL_CSF,
     5: Tissue.CORTEX,
@@ -37,6 +36,8 @@ TISSUE_OF_LABEL = {
     7: Tissue.DEEP_GREY,
     8: Tissue.CORTEX,
 }
+# The same as a look-up array: ``TISSUE_TABLE[atlas_labels]`` is the simulator's tissue labels.
+TISSUE_TABLE = np.array([TISSUE_OF_LABEL[label] for label in range(len(TISSUE_OF_LABEL))], np.uint8)
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,17 @@ def load_atlas_brain(name: str) -> AtlasBrain:
     )
 
 
-def nearest_atlas_brain(ga_weeks: float, rng: np.random.Generator) -> AtlasBrain:
-    """The label map of the age nearest ``ga_weeks`` (clipped to 21-34); one of the two at 25 weeks at random."""
+def _nearest_names(ga_weeks: float) -> list[str]:
+    """The label maps of the age nearest ``ga_weeks`` (clipped to the atlas's ages): two at 25 weeks, else one."""
     names = atlas_names()
     ages = np.array([_age(name) for name in names])
     distance = np.abs(ages - np.clip(round(ga_weeks), ages.min(), ages.max()))
-    candidates = [name for name, d in zip(names, distance, strict=True) if d == distance.min()]
+    return [name for name, d in zip(names, distance, strict=True) if d == distance.min()]
+
+
+def nearest_atlas_brain(ga_weeks: float, rng: np.random.Generator) -> AtlasBrain:
+    """The label map of the age nearest ``ga_weeks`` (clipped to 21-34); one of the two at 25 weeks at random."""
+    candidates = _nearest_names(ga_weeks)
     return load_atlas_brain(candidates[int(rng.integers(len(candidates)))])
 
 
@@ -115,11 +121,5 @@ def growth_factor(ga_weeks: float, atlas_ga_weeks: float) -> float:
 def expected_brain_volume_ml(ga_weeks: float) -> float:
     """The brain volume (parenchyma and ventricles) the atlas heads follow at ``ga_weeks``: the nearest atlas's
     volume scaled by the cube of :func:`growth_factor` (mean of the two maps at 25 weeks)."""
-    ages = {name: _age(name) for name in atlas_names()}
-    nearest = min(abs(age - np.clip(round(ga_weeks), 21, 34)) for age in ages.values())
-    volumes = [
-        load_atlas_brain(name).volume_ml * growth_factor(ga_weeks, age) ** 3
-        for name, age in ages.items()
-        if abs(age - np.clip(round(ga_weeks), 21, 34)) == nearest
-    ]
-    return float(np.mean(volumes))
+    brains = [load_atlas_brain(name) for name in _nearest_names(ga_weeks)]
+    return float(np.mean([brain.volume_ml * growth_factor(ga_weeks, brain.ga_weeks) ** 3 for brain in brains]))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from fetal_keras.simulate.atlas import TISSUE_OF_LABEL, growth_factor, nearest_atlas_brain
+from fetal_keras.simulate.atlas import TISSUE_TABLE, growth_factor, nearest_atlas_brain
 from fetal_keras.simulate.growth import HeadBiometry, biparietal_diameter_mm
 from fetal_keras.simulate.priors import load_brain_prior
 from fetal_keras.simulate.tissues import PARENCHYMA, Tissue
@@ -180,10 +180,7 @@ def build_atlas_head(biometry: HeadBiometry, rng: np.random.Generator, spacing_m
     grid = _reference_grid(brain_size * 1.12 + 2 * layers_mm + 6.0, spacing_mm)
     transform = _fetal_to_template(grid, brain_size, atlas.size_mm, atlas.centre_mm, rng)
     atlas_labels = sitk.GetArrayFromImage(sitk.Resample(atlas.labels, grid, transform, sitk.sitkNearestNeighbor, 0))
-    table = np.zeros(max(TISSUE_OF_LABEL) + 1, np.uint8)
-    for label, tissue in TISSUE_OF_LABEL.items():
-        table[label] = tissue
-    labels = table[atlas_labels]
+    labels = TISSUE_TABLE[atlas_labels]
     labels[labels == Tissue.EXTRA_AXIAL_CSF] = Tissue.AIR  # redrawn below
 
     ventricles = labels == Tissue.VENTRICLE
