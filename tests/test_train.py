@@ -69,6 +69,25 @@ def test_the_best_checkpoint_is_a_validated_epoch_not_the_unvalidated_first(trai
     assert all(np.array_equal(a, b) for a, b in zip(best, last, strict=True))
 
 
+def test_a_monitor_cohort_is_measured_every_validation_and_chooses_nothing(train_val_csvs, tmp_path):
+    """Monitoring the validation stacks themselves must log exactly the validation Dice, in its own column."""
+    run = RunFolder(tmp_path / "run")
+    train(_tiny(train_val_csvs, run.root, epochs=3, validation_every=2, monitor_csv=train_val_csvs[1]), verbose=0)
+    with open(run.history) as stream:
+        rows = list(csv.DictReader(stream))
+    monitored = [float(row["monitor_volume_dice"]) for row in rows]
+    validated = [float(row["val_volume_dice"]) for row in rows]
+    assert np.isnan(monitored[0]) and np.isnan(validated[0])
+    np.testing.assert_allclose(monitored[1:], validated[1:])
+    assert (run.tensorboard / "monitor_volume_dice").is_dir()
+
+
+def test_a_monitor_cohort_sharing_a_stack_with_training_is_refused(train_val_csvs, tmp_path):
+    with pytest.raises(ValueError, match="monitor"):
+        train(_tiny(train_val_csvs, tmp_path / "run", monitor_csv=train_val_csvs[0]), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_time_budget_stops_training_after_the_epoch_that_fills_it(train_val_csvs, tmp_path):
     class Recorder(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

@@ -124,6 +124,13 @@ def add_parser(subparsers) -> None:
         "segmenters: validate on crops around what this localiser finds (run folder, .keras file or 'pretrained'), "
         "as the pair deploys, instead of around the manual masks; brain outside a crop counts as missed",
     )
+    option(
+        "--monitor-csv",
+        "monitor_csv",
+        "labelled stacks (e.g. real ones) measured like the validation cohort at every validation and logged as "
+        "monitor_volume_dice in history.csv and TensorBoard; never trained on and never used to choose the kept "
+        "checkpoint",
+    )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
     parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")

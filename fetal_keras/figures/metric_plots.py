@@ -9,31 +9,41 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fetal_keras.training.callbacks import VOLUME_DICE
+from fetal_keras.training.callbacks import MONITOR_DICE, VOLUME_DICE
 
 
-def plot_training_curves(history: pd.DataFrame, ax: plt.Axes | None = None) -> Figure:
-    """Dice over training: patch Dice of training and validation batches, and whole-volume validation Dice.
+def plot_training_curves(
+    history: pd.DataFrame,
+    ax: plt.Axes | None = None,
+    steps_per_epoch: int | None = None,
+    monitor_label: str = "monitored (whole volumes)",
+) -> Figure:
+    """Dice over training: patch Dice of training and validation batches, whole-volume validation Dice and, when
+    the run watched a monitor cohort (``TrainConfig.monitor_csv``), that cohort's whole-volume Dice.
 
     Args:
         history: a run's ``history.csv`` (columns ``epoch``, ``brain_dice``, ``val_brain_dice`` and, on the
-            epochs where it was computed, ``val_volume_dice``).
+            epochs where they were computed, ``val_volume_dice`` and ``monitor_volume_dice``).
         ax: axes to draw in (default: a new figure).
+        steps_per_epoch: with it, the x axis counts training batches instead of epochs.
+        monitor_label: legend of the monitor cohort's curve (e.g. "real stacks (whole volumes)").
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     epochs = history["epoch"] + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    x = np.asarray(epochs) * (steps_per_epoch or 1)
     curves = (
         ("brain_dice", "train (patches)", "tab:blue", "-"),
         ("val_brain_dice", "validation (patches)", "tab:orange", "--"),
         (VOLUME_DICE, "validation (whole volumes)", "tab:orange", "-"),
+        (MONITOR_DICE, monitor_label, "tab:green", "-"),
     )
     for column, label, colour, style in curves:
         if column in history:
             values = history[column].to_numpy(float)
             shown = np.isfinite(values)
-            ax.plot(epochs[shown], values[shown], style, color=colour, marker="o", markersize=3, label=label)
-    ax.set_xlabel("epoch")
+            ax.plot(x[shown], values[shown], style, color=colour, marker="o", markersize=3, label=label)
+    ax.set_xlabel("training batches" if steps_per_epoch else "epoch")
     ax.set_ylabel("Dice (brain)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

@@ -120,12 +120,14 @@ def acquire(
     motion: np.ndarray,
     breathing: np.ndarray,
     profile_samples: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels_only: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """Acquire every slice of ``plan``.
 
     Returns:
-        (signal, brain fraction), each ``[z, y, x]`` float32 on the stack's grid, and the tissue label map
-        ``[z, y, x]`` uint8 at the centre of each slice (the same motion; no partial volume across the slice).
+        (signal, brain fraction), each ``[z, y, x]`` float32 on the stack's grid (both None with
+        ``labels_only``: about six times faster), and the tissue label map ``[z, y, x]`` uint8 at the centre of each
+        slice (the same motion; no partial volume across the slice).
     """
     nx, ny, nz = plan.size
     axes, spacing = plan.direction, np.asarray(plan.spacing_mm)
@@ -139,7 +141,7 @@ def acquire(
     for position in range(nz):
         pose = rigid(motion[position])
         slice_centre = plan.origin_mm + in_plane + position * spacing[2] * axes[:, 2] - breathing[position]
-        for offset, weight in zip(offsets, weights, strict=True):
+        for offset, weight in zip(offsets, weights, strict=True) if not labels_only else ():
             world, fetal = _world_and_fetal_points(scene, slice_centre + offset * axes[:, 2], pose)
             sample, brain_fraction = render_points(scene, volumes, table, world, fetal, edge_mm)
             signal[position] += weight * sample.reshape(ny, nx)
@@ -147,4 +149,4 @@ def acquire(
         labels[position] = label_points(scene, *_world_and_fetal_points(scene, slice_centre, pose), edge_mm).reshape(
             ny, nx
         )
-    return signal, brain, labels
+    return (None, None, labels) if labels_only else (signal, brain, labels)

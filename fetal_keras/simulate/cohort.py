@@ -27,7 +27,7 @@ from fetal_keras.simulate.head import HEAD_ANATOMIES, build_head
 from fetal_keras.simulate.motion import draw_breathing, draw_motion, interleaved_order
 from fetal_keras.simulate.render import head_volumes
 from fetal_keras.simulate.scene import Scene, draw_scene
-from fetal_keras.simulate.tissues import Tissue, draw_contrast, lookup_table
+from fetal_keras.simulate.tissues import BRAIN_TISSUES, Tissue, draw_contrast, lookup_table
 
 PRESETS = {
     # Reduced size for tests and the demo: a field of view around the fetal head, fewer and thicker slices.
@@ -68,6 +68,10 @@ class SimulationSettings:
         ga_range_weeks: gestational ages are drawn uniformly in this range.
         head_anatomy: the fetal brains (``fetal_keras.simulate.head.HEAD_ANATOMIES``): ``"icbm"``, one adult
             template scaled down, or ``"atlas"``, real fetal brains of a fetal brain atlas.
+        labels_only: simulate and write only the tissue label maps and brain masks (about six times faster): a bank
+            of anatomies for training on images rendered from label maps (``image_source="labels"``). The
+            cohort's ``image`` column then names the label map too, and its ``labels_only`` column says so; stack
+            orientations cycle over fetuses as well as stacks.
     """
 
     subjects: int = 12
@@ -79,6 +83,7 @@ class SimulationSettings:
     artefacts: bool = True
     ga_range_weeks: tuple[float, float] = (20.0, 38.0)
     head_anatomy: str = "icbm"
+    labels_only: bool = False
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -103,11 +108,11 @@ class Subject:
 
 @dataclass(frozen=True)
 class SimulatedStack:
-    """One simulated stack: uint16 image, uint8 brain mask and uint8 tissue labels (``Tissue``) ``[z, y, x]`` on
-    ``plan``'s grid."""
+    """One simulated stack: uint16 image (None when only label maps were simulated), uint8 brain mask and uint8
+    tissue labels (``Tissue``) ``[z, y, x]`` on ``plan``'s grid."""
 
     stack_id: str
-    image: np.ndarray
+    image: np.ndarray | None
     mask: np.ndarray
     tissue_labels: np.ndarray
     plan: StackPlan
@@ -164,7 +169,8 @@ def simulate_stack(
     """
     rng = _rng(settings, subject.index, stack + 1)
     preset = PRESETS[settings.preset]
-    orientation = ORIENTATIONS[stack % 3]
+    # A labels-only bank cycles orientations over its fetuses too, so that one stack per fetus covers all three.
+    orientation = ORIENTATIONS[(stack + subject.index * settings.labels_only) % 3]
     plan_ranges = {k: preset[k] for k in ("in_plane_mm", "field_of_view_mm", "matrix", "thickness_mm", "slices")}
     plan = plan_stack(subject.scene, orientation, rng, **plan_ranges)
     order = interleaved_order(plan.size[2], rng)
@@ -180,7 +186,7 @@ def simulate_stack(
     table = lookup_table(contrast)
     volumes = head_volumes(subject.scene, table)
     signal, brain, tissue_labels = acquire(
-        subject.scene, volumes, table, plan, motion, breathing, preset["profile_samples"]
+        subject.scene, volumes, table, plan, motion, breathing, preset["profile_samples"], settings.labels_only
     )
     stack_id = f"{subject_id(subject.index)}_acq-{orientation}_run-{stack + 1}"
     record = {
@@ -194,6 +200,9 @@ def simulate_stack(
         "contrast": contrast,
         "artefacts": artefacts,
     }
+    if settings.labels_only:
+        mask = np.isin(tissue_labels, BRAIN_TISSUES).astype(np.uint8)
+        return SimulatedStack(stack_id, None, mask, tissue_labels, plan, record)
     image = apply_artefacts(signal, artefacts, rng)
     return SimulatedStack(stack_id, image, (brain >= 0.5).astype(np.uint8), tissue_labels, plan, record)
 
@@ -207,7 +216,10 @@ def _simulate_and_write(settings: SimulationSettings, index: int, out_dir: Path)
         image_path = Path("images") / f"{stack.stack_id}.nii.gz"
         mask_path = Path("segmentations") / f"{stack.stack_id}.nii.gz"
         labels_path = Path("labels") / f"{stack.stack_id}.nii.gz"
-        write_like(stack.image, stack.geometry, out_dir / image_path)
+        if stack.image is None:
+            image_path = labels_path
+        else:
+            write_like(stack.image, stack.geometry, out_dir / image_path)
         write_like(stack.mask, stack.geometry, out_dir / mask_path)
         write_like(stack.tissue_labels, stack.geometry, out_dir / labels_path)
         brain_ml = float(stack.mask.sum() * np.prod(stack.plan.spacing_mm) / 1000.0)
@@ -222,6 +234,7 @@ def _simulate_and_write(settings: SimulationSettings, index: int, out_dir: Path)
                 "orientation": stack.plan.orientation,
                 "motion_level": round(stack.record["motion_level"], 3),
                 "brain_ml_in_stack": round(brain_ml, 1),
+                **({"labels_only": True} if settings.labels_only else {}),
             }
         )
         stacks.append(stack.record | {"seed_spawn_key": [index, stack_index + 1]})
@@ -255,7 +268,7 @@ def simulate_cohort(
     csv_path = out_dir / "cohort.csv"
     if csv_path.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds a cohort ({csv_path}); pass --overwrite to replace it.")
-    for folder in ("images", "segmentations", "labels"):
+    for folder in ("segmentations", "labels") if settings.labels_only else ("images", "segmentations", "labels"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, settings.subjects))
     indices = range(settings.subjects)

@@ -23,6 +23,7 @@ from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import total_stride
 
 VOLUME_DICE = "val_volume_dice"
+MONITOR_DICE = "monitor_volume_dice"
 
 
 def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
@@ -45,28 +46,38 @@ class WholeVolumeDice(keras.callbacks.Callback):
     give); its Dice is computed on that grid and the mean over stacks is logged (macro average; an empty truth and
     empty prediction count as 1.0). It runs every ``every`` epochs and on the last; in between the key holds NaN, so ``history.csv`` keeps its column from the
     first epoch and the best-model checkpoint only compares measured epochs.
+
+    ``key`` names the logged value (``monitor_volume_dice`` for a cohort that is only watched) and its TensorBoard
+    folder.
     """
 
     def __init__(
-        self, stacks: Sequence[PreparedStack], every: int = 1, batch_size: int = 4, log_dir: str | None = None
+        self,
+        stacks: Sequence[PreparedStack],
+        every: int = 1,
+        batch_size: int = 4,
+        log_dir: str | None = None,
+        key: str = VOLUME_DICE,
     ):
         super().__init__()
         self.stacks = [stack for stack in stacks if stack.labels is not None]
         self.every = every
         self.batch_size = batch_size
-        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation")) if log_dir else None
+        self.key = key
+        folder = "validation" if key == VOLUME_DICE else key
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / folder)) if log_dir else None
         self.last_scores: list[float] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None):
         last_epoch = epoch + 1 == self.params.get("epochs")
         if not self.stacks or ((epoch + 1) % self.every and not last_epoch):
             if logs is not None and self.stacks:
-                logs[VOLUME_DICE] = float("nan")
+                logs[self.key] = float("nan")
             return
         self.last_scores = whole_volume_dice_scores(self.model, self.stacks, self.batch_size)
         score = float(np.mean(self.last_scores))
         if logs is not None:
-            logs[VOLUME_DICE] = score
+            logs[self.key] = score
         if self.writer:
             with self.writer.as_default():
                 tf.summary.scalar("epoch_volume_dice", score, step=epoch)

@@ -102,6 +102,7 @@ class TrainConfig:
     init_from: str | None = None
     freeze_encoder: bool = False
     validation_localiser: str | None = None
+    monitor_csv: str | None = None
 
     def __post_init__(self):
         for name, value in TASK_DEFAULTS.get(self.task, {}).items():

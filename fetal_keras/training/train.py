@@ -20,9 +20,10 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN
+from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.data.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
+from fetal_keras.data.splits import ensure_disjoint
 from fetal_keras.data.stack_bank import load_stack_bank
 from fetal_keras.deploy.localise import LocalisedSegmenter
 from fetal_keras.deploy.predict import PredictOptions, locate_head
@@ -31,6 +32,7 @@ from fetal_keras.models.losses import get_loss
 from fetal_keras.models.metrics import BrainDice
 from fetal_keras.models.networks import build_model, freeze_encoder
 from fetal_keras.training.callbacks import (
+    MONITOR_DICE,
     VOLUME_DICE,
     CosineDecay,
     SliceImages,
@@ -137,6 +139,17 @@ def _check_run_folder(run: RunFolder, config: TrainConfig) -> None:
             raise FileExistsError(f"{run.root} holds a finished run (see {run.saved_model}); use a new --run-dir.")
 
 
+def _monitor_stacks(config: TrainConfig, train_table: pd.DataFrame, val_focus) -> list:
+    """The prepared stacks of ``config.monitor_csv`` (none without one), refused if they share a stack, subject
+    or image with the training cohort; a segmenter's are cropped as its validation stacks are."""
+    if not config.monitor_csv:
+        return []
+    monitor_table = read_cohort(config.monitor_csv, require_segmentation=True)
+    ensure_disjoint({f"train ({config.train_csv})": train_table, f"monitor ({config.monitor_csv})": monitor_table})
+    focus = localised_heads(config.validation_localiser, monitor_table) if val_focus is not None else None
+    return load_stacks(monitor_table, config.preprocess, focus=focus)
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """What :func:`train` produced: the trained model (last epoch), its history and the exported SavedModel."""
@@ -182,6 +195,7 @@ def train(
         bank = load_stack_bank(label_maps_as_images(train_table, config.train_csv), label_map_preprocess(preprocess))
     val_focus = localised_heads(config.validation_localiser, val_table) if config.validation_localiser else None
     val_stacks = load_stacks(val_table, preprocess, focus=val_focus)
+    monitor_stacks = _monitor_stacks(config, train_table, val_focus)
     initial = resolve_initial_weights(config.init_from, config.task) if config.init_from else None
     if not int(tf.reduce_sum(bank.brain_counts)):
         raise ValueError(
@@ -216,6 +230,11 @@ def train(
 
     callbacks = [
         WholeVolumeDice(val_stacks, config.validation_every, log_dir=str(run.tensorboard)),
+        *(
+            [WholeVolumeDice(monitor_stacks, config.validation_every, log_dir=str(run.tensorboard), key=MONITOR_DICE)]
+            if monitor_stacks
+            else []
+        ),
         SliceImages(val_stacks[0], str(run.tensorboard), config.validation_every),
         # A finite starting best: epochs without validation log NaN, and Keras would otherwise keep the first
         # epoch (best None -> NaN, which no later Dice beats).
