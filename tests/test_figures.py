@@ -15,6 +15,7 @@ from fetal_keras.figures.paper import (
     metrics_latex_table,
     metrics_with_cohort,
     paper_figures,
+    real_dice_over_training_figure,
     save_figure,
 )
 from fetal_keras.figures.plots import show_example_panel, show_slice_montage
@@ -152,3 +153,18 @@ def test_normalised_intensities_figure_has_a_panel_per_normalisation(tmp_path, w
     real, simulated = write_cohort(2, folder="real"), write_cohort(2, folder="sim")
     paths = normalised_intensities_figure(real, simulated, tmp_path / "figures", dpi=30)
     assert [path.suffix for path in paths] == [".png", ".pdf"] and all(path.stat().st_size > 1000 for path in paths)
+
+
+def test_real_dice_over_training_draws_the_monitored_curve_over_batches(tmp_path):
+    run = tmp_path / "segmenter"
+    run.mkdir()
+    (run / "config.json").write_text('{"config": {"steps_per_epoch": 50}}')
+    history = {"epoch": [0, 1, 2], "brain_dice": [0.5, 0.6, 0.7], "val_volume_dice": [0.6, float("nan"), 0.8]}
+    pd.DataFrame(history | {"monitor_volume_dice": [0.4, float("nan"), 0.5]}).to_csv(run / "history.csv", index=False)
+    png, pdf = real_dice_over_training_figure({"segmenter": run}, tmp_path / "figures")
+    assert png.stat().st_size > 0 and pdf.stat().st_size > 0
+    figure = plot_training_curves(pd.read_csv(run / "history.csv"), steps_per_epoch=50, monitor_label="real")
+    (monitored,) = [line for line in figure.axes[0].lines if line.get_label() == "real"]
+    assert list(monitored.get_xdata()) == [50, 150] and list(monitored.get_ydata()) == [0.4, 0.5]
+    with pytest.raises(FileNotFoundError, match="history.csv"):
+        real_dice_over_training_figure({"localiser": tmp_path}, tmp_path / "figures")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -81,15 +82,20 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     weights = tmp_path / "weights"
     arguments = ["pretrained", "--work-dir", str(tmp_path / "work"), "--weights-dir", str(weights), "--subjects", "3"]
     arguments += ["--preset", "small", "--localiser-epochs", "1", "--segmenter-epochs", "1", "--steps-per-epoch", "1"]
-    arguments += ["--base-filters", "2"]
-    arguments += ["--selection-csv", "none"]  # the shared real stacks are not in CI
+    arguments += ["--base-filters", "2", "--bank-subjects", "4"]
+    arguments += ["--selection-csv", "none", "--monitor-csv", "none"]  # the shared real stacks are not in CI
     assert main(arguments + ["--workers", "1", "--real-csv", str(tmp_path / "absent.csv")]) == 0
     folder, checksums = verified_pair(weights_dir=weights)
     card = card_path(PAIR_NAME, weights).read_text()
     assert all(checksum in card for checksum in checksums.values()) and "Not measured" in card
+    assert "a bank of 4 fetuses" in card
     configs = {role: json.loads((folder / role / "config.json").read_text())["config"] for role in PAIR_ROLES}
     assert configs["localiser"]["task"] == "localiser" and configs["segmenter"]["crop_margin_mm"] == 20.0
     assert configs["segmenter"]["image_source"] == "labels"
+    # Trained on the labels-only bank, validated and tested on the imaged fetuses, split by subject.
+    assert all(Path(configs[role]["train_csv"]) == tmp_path / "work" / "bank" / "cohort.csv" for role in PAIR_ROLES)
+    split = json.loads((tmp_path / "work" / "split" / "split.json").read_text())["sets"]
+    assert set(split) == {"val", "test"} and split["val"]["subjects"] + split["test"]["subjects"] == 3
     assert configs["localiser"]["base_filters"] == configs["segmenter"]["base_filters"] == 2
     # Both finished runs packaged again, nothing retrained: the card says where each role comes from.
     again = ["--weights-dir", str(tmp_path / "again")]

@@ -1,5 +1,6 @@
 """The stack simulator: determinism, geometry, anatomy, motion and masks that follow it."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -184,6 +185,24 @@ def test_written_cohort_is_valid_and_regenerates_exactly(tmp_path):
     np.testing.assert_allclose(written.geometry.direction, regenerated.plan.direction.ravel(), atol=1e-6)
     with pytest.raises(FileExistsError, match="--overwrite"):
         simulate_cohort(settings, tmp_path / "sim")
+
+
+def test_a_labels_only_bank_has_the_same_anatomy_without_images_and_ids_of_its_own(subject, stacks, tmp_path):
+    bank = dataclasses.replace(SETTINGS, labels_only=True)
+    stack = simulate_stack(bank, subject, 0)
+    assert stack.image is None
+    np.testing.assert_array_equal(stack.tissue_labels, stacks[0].tissue_labels)  # the same random stream
+    np.testing.assert_array_equal(stack.mask, np.isin(stack.tissue_labels, BRAIN_TISSUES))
+    assert simulate_stack(bank, simulate_subject(bank, 1), 0).plan.orientation == "coronal"  # cycles over fetuses
+
+    csv = simulate_cohort(
+        dataclasses.replace(bank, subjects=2, stacks_per_subject=1, first_subject=300), tmp_path / "bank", workers=1
+    )
+    table = pd.read_csv(csv)
+    assert table["subject"].tolist() == ["sub-300", "sub-301"]
+    assert (table["image"] == table["labels"]).all() and table["labels_only"].all()
+    assert not (tmp_path / "bank" / "images").exists()
+    assert check_cohort(csv, progress=False) == []
 
 
 @pytest.mark.parametrize("target", [(0, 0, 1), (0, 0, -1), (0.3, -0.2, 0.9), (-0.5, -0.5, -0.70710678)])

@@ -11,6 +11,7 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
     from fetal_keras.choices import AUGMENTATIONS, SURROUNDINGS
+    from fetal_keras.models.pretrained import PAIR_NAME
     from fetal_keras.simulate.head import HEAD_ANATOMIES
     from fetal_keras.training.make_pretrained import PretrainedRecipe
 
@@ -28,7 +29,13 @@ def add_parser(subparsers) -> None:
         "--work-dir", default="results/pretrained", help="cohort, split, runs, test results (default: %(default)s)"
     )
     parser.add_argument("--weights-dir", default=None, help="where the weights and card go (default: the package's)")
-    parser.add_argument("--subjects", type=int, default=defaults.subjects, help="fetuses (default: %(default)s)")
+    parser.add_argument(
+        "--subjects",
+        type=int,
+        default=defaults.subjects,
+        help="fetuses with images, 3 stacks each: validation and test (and training without a bank) (default: "
+        "%(default)s)",
+    )
     parser.add_argument("--preset", default=defaults.preset, choices=("small", "realistic"), help="simulator preset")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
     parser.add_argument(
@@ -80,10 +87,28 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--selection-csv",
-        default=defaults.selection_csv,
-        help="labelled stacks (e.g. some real ones) on which each role's checkpoint is chosen; never trained on, "
-        "starred in the card's real-stack table; 'none': the simulated validation split (default: %(default)s, three "
-        "of the shared real stacks)",
+        default="none",
+        help="labelled stacks on which each role's checkpoint is chosen; never trained on, starred in the card's "
+        "real-stack table (v2 chose on data_splits/real_selection.csv, three of the shared real stacks); 'none': "
+        "the simulated validation split, so that real stacks stay an honest measure (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--monitor-csv",
+        default=str(DEFAULT_REAL_CSV),
+        help="labelled (e.g. real) stacks measured at every validation of both roles, for the real-Dice-over-training "
+        "curve; never trained on, never choosing; skipped when absent, 'none' to skip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bank-subjects",
+        type=int,
+        default=defaults.bank_subjects,
+        help="fetuses of the training bank (label maps only, one stack each; every training image is rendered from "
+        "them); 0: train on a training split of the --subjects cohort instead (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--name",
+        default=PAIR_NAME,
+        help="name of the packaged pair: fetal_keras/weights/<name>/ and <name>.md (default: %(default)s)",
     )
     parser.add_argument(
         "--real-csv",
@@ -121,6 +146,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--figure", default="results/figures/pretrained_qc.png", help="QC figure path (default: %(default)s)"
     )
+    parser.add_argument(
+        "--curves-dir",
+        default="results/figures",
+        help="where the trained roles' Dice curves go, with the --monitor-csv stacks' Dice beside the simulated "
+        "validation Dice: real_dice_over_training.png/.pdf (default: %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -141,8 +172,13 @@ def run(args: argparse.Namespace) -> int:
         path = pretrained_qc_figure(list(truths) + list(args.qc_figure), args.figure, args.qc_model, truths)
         print(f"QC figure: {path}")
         return 0
+    monitor_csv = None if args.monitor_csv.lower() == "none" else args.monitor_csv
+    if monitor_csv and not Path(monitor_csv).is_file():
+        print(f"no labelled cohort at {monitor_csv}: training will not be monitored on it")
+        monitor_csv = None
     recipe = PretrainedRecipe(
         subjects=args.subjects,
+        bank_subjects=args.bank_subjects,
         preset=args.preset,
         seed=args.seed,
         localiser_epochs=args.localiser_epochs,
@@ -156,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         head_anatomy=args.head_anatomy,
         augmentation=args.augmentation,
         selection_csv=None if args.selection_csv.lower() == "none" else args.selection_csv,
+        monitor_csv=monitor_csv,
     )
     real_csv = Path(args.real_csv) if args.real_csv and Path(args.real_csv).is_file() else None
     if real_csv is None:
@@ -163,5 +200,13 @@ def run(args: argparse.Namespace) -> int:
     runs = {
         role: Path(run) for role, run in (("localiser", args.localiser_run), ("segmenter", args.segmenter_run)) if run
     }
-    make_pretrained(args.work_dir, recipe, weights_dir, workers=args.workers, real_csv=real_csv, trained_runs=runs)
+    make_pretrained(
+        args.work_dir, recipe, weights_dir, args.name, workers=args.workers, real_csv=real_csv, trained_runs=runs
+    )
+    trained = {role: Path(args.work_dir) / role for role in ("localiser", "segmenter") if role not in runs}
+    if monitor_csv and trained:
+        from fetal_keras.figures.paper import real_dice_over_training_figure
+
+        paths = real_dice_over_training_figure(trained, args.curves_dir, monitor_label=f"{monitor_csv} (whole volumes)")
+        print(f"Dice over training: {paths[0]}")
     return 0

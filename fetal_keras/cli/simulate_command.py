@@ -61,6 +61,13 @@ def add_parser(subparsers) -> None:
         help="write only tissue label maps and brain masks, no images (about six times faster): a bank of anatomies "
         "to train on with --image-source labels; the CSV's image column then names the label map",
     )
+    parser.add_argument(
+        "--first-subject",
+        type=int,
+        default=0,
+        help="number of the first subject id (sub-300, ...), so that cohorts simulated apart never share an id; the "
+        "random streams do not depend on it (default: %(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: one per CPU core)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cohort already in --out")
     parser.set_defaults(run=run)
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         ga_range_weeks=tuple(args.ga_range),
         head_anatomy=args.head_anatomy,
         labels_only=args.labels_only,
+        first_subject=args.first_subject,
     )
     start = time.perf_counter()
     csv_path = simulate_cohort(settings, args.out, workers=args.workers, overwrite=args.overwrite)

@@ -72,6 +72,8 @@ class SimulationSettings:
             of anatomies for training on images rendered from label maps (``image_source="labels"``). The
             cohort's ``image`` column then names the label map too, and its ``labels_only`` column says so; stack
             orientations cycle over fetuses as well as stacks.
+        first_subject: subject ids count from this number (``sub-300``, ...), so that cohorts simulated apart (a
+            training bank and a validation cohort) never share an id; the random streams do not depend on it.
     """
 
     subjects: int = 12
@@ -84,12 +86,15 @@ class SimulationSettings:
     ga_range_weeks: tuple[float, float] = (20.0, 38.0)
     head_anatomy: str = "icbm"
     labels_only: bool = False
+    first_subject: int = 0
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}.")
         if self.subjects < 1 or self.stacks_per_subject < 1:
             raise ValueError("subjects and stacks_per_subject must be at least 1.")
+        if self.first_subject < 0:
+            raise ValueError(f"first_subject must be at least 0, got {self.first_subject}.")
         low, high = self.ga_range_weeks
         if not 20.0 <= low <= high <= 38.0:
             raise ValueError(f"ga_range_weeks must lie within 20-38 weeks, got {self.ga_range_weeks}.")
@@ -146,7 +151,7 @@ def simulate_subject(settings: SimulationSettings, index: int) -> Subject:
     head = build_head(biometry, rng, PRESETS[settings.preset]["head_spacing_mm"], settings.head_anatomy)
     scene = draw_scene(head, rng)
     record = {
-        "subject": subject_id(index),
+        "subject": subject_id(settings.first_subject + index),
         "ga_weeks": ga,
         "biometry": dataclasses.asdict(head.biometry),
         "brain_volume_ml": head.brain_volume_ml,
@@ -188,7 +193,7 @@ def simulate_stack(
     signal, brain, tissue_labels = acquire(
         subject.scene, volumes, table, plan, motion, breathing, preset["profile_samples"], settings.labels_only
     )
-    stack_id = f"{subject_id(subject.index)}_acq-{orientation}_run-{stack + 1}"
+    stack_id = f"{subject.record['subject']}_acq-{orientation}_run-{stack + 1}"
     record = {
         "id": stack_id,
         "plan": plan.record(),

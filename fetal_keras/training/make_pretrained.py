@@ -60,47 +60,57 @@ class PretrainedRecipe:
     """How the pretrained pair is made.
 
     Attributes:
-        subjects: simulated fetuses (3 stacks each, T2 contrast; the label maps are what training renders from).
+        subjects: simulated fetuses with images (3 stacks each, T2 contrast). With a bank (``bank_subjects``) they
+            only validate (a third of them, at least one) and test (the rest); without one they are also split
+            for training (70/15/15 %).
+        bank_subjects: fetuses of the training bank: label maps and masks only (``SimulationSettings.labels_only``),
+            one stack each, orientations cycling; every training image is rendered from them. 0: train on the
+            ``subjects`` cohort's training split (the v2 recipe).
         preset: simulator preset (``realistic``: clinical matrix and field of view).
-        seed: seed of simulation, split and training.
-        localiser_epochs, segmenter_epochs: epochs per role (those the packaged pair's runs trained: an epoch count,
-            unlike a time budget, does not depend on how busy the machine is).
+        seed: seed of the bank, split and training; the imaged cohort's is ``seed + 1000``.
+        localiser_epochs, segmenter_epochs: at most this many epochs per role (an epoch count, unlike a time
+            budget, does not depend on how busy the machine is).
         localiser_minutes, segmenter_minutes: a time budget per role on top; training stops after the last epoch
             that fits.
         steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
         localiser_spacing_mm: the localiser's in-plane spacing. 1.1 mm, not the 3 mm a localiser defaults to: trained
             on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
             while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
-        random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``).
+        random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``;
+            ``distractors`` adds fluid-filled round structures of brain size beside the head).
         head_anatomy: the simulated fetuses' brains (``SimulationSettings.head_anatomy``: ``icbm`` or ``atlas``).
         augmentation: the training augmentation (``TrainConfig.augmentation``; ``anatomy`` also scales each in-plane
-            axis, shears and warps every slab).
+            axis, shears and warps every slab: a new anatomy for every example).
         selection_csv: a labelled cohort on which each role's checkpoint is chosen instead of the simulated
-            validation split; never trained on. The card names it and stars its stacks. Default: three of the shared
-            real stacks (``data_splits/real_selection.csv``): simulated validation Dice does not predict real Dice
-            (``docs/sim_to_real.md``); None selects on the simulated validation split.
+            validation split; never trained on. The card names it and stars its stacks. None (the default since v3):
+            the simulated validation split chooses, so that real stacks stay an honest measure.
+        monitor_csv: labelled (e.g. real) stacks measured at every validation (``TrainConfig.monitor_csv``): the
+            real-Dice-over-training curve; never trained on, never choosing.
     """
 
-    subjects: int = 10
+    subjects: int = 3
+    bank_subjects: int = 300
     preset: str = "realistic"
-    seed: int = 2026
-    localiser_epochs: int = 9
-    segmenter_epochs: int = 10
-    localiser_minutes: float = 40.0
-    segmenter_minutes: float = 40.0
-    steps_per_epoch: int = 50
+    seed: int = 3000
+    localiser_epochs: int = 8
+    segmenter_epochs: int = 12
+    localiser_minutes: float = 30.0
+    segmenter_minutes: float = 30.0
+    steps_per_epoch: int = 100
     validation_every: int = 1
     base_filters: int = 16
     localiser_spacing_mm: float = 1.1
-    random_surroundings: str = "maternal"
-    head_anatomy: str = "icbm"
-    augmentation: str = "default"
-    selection_csv: str | None = "data_splits/real_selection.csv"
+    random_surroundings: str = "distractors"
+    head_anatomy: str = "atlas"
+    augmentation: str = "anatomy"
+    selection_csv: str | None = None
+    monitor_csv: str | None = None
 
-    def config(self, role: str, split_dir: Path, run_dir: Path) -> TrainConfig:
-        """The training config of ``role`` (``"localiser"`` or ``"segmenter"``)."""
+    def config(self, role: str, split_dir: Path, run_dir: Path, bank_csv: Path | None = None) -> TrainConfig:
+        """The training config of ``role`` (``"localiser"`` or ``"segmenter"``), trained on ``bank_csv`` when
+        given, else on the split's training set."""
         return TrainConfig(
-            str(split_dir / "train.csv"),
+            str(bank_csv or split_dir / "train.csv"),
             self.selection_csv or str(split_dir / "val.csv"),
             str(run_dir),
             base_filters=self.base_filters,
@@ -115,6 +125,7 @@ class PretrainedRecipe:
             normalisation="foreground",
             task=role,
             target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
+            monitor_csv=self.monitor_csv,
         )
 
 
@@ -152,9 +163,14 @@ def _hardware() -> str:
 
 def _metric_line(summary: dict) -> str:
     dice, hd95 = summary["dice"], summary["hd95_mm"]
+    distance = (
+        f"HD95 {hd95['mean']:.1f} +/- {hd95['sd'] or 0:.1f} mm"
+        if hd95["mean"] is not None
+        else "HD95 undefined (every mask empty)"
+    )
     return (
-        f"Dice {dice['mean']:.3f} +/- {dice['sd'] or 0:.3f} (median {dice['median']:.3f}), HD95 "
-        f"{hd95['mean']:.1f} +/- {hd95['sd'] or 0:.1f} mm over {summary['evaluated']} stacks"
+        f"Dice {dice['mean']:.3f} +/- {dice['sd'] or 0:.3f} (median {dice['median']:.3f}), {distance} over "
+        f"{summary['evaluated']} stacks"
     )
 
 
@@ -203,6 +219,21 @@ HEAD_SOURCES = {
 }
 
 
+def _data_sentence(recipe: PretrainedRecipe, split: dict[str, int]) -> str:
+    """Which simulated fetuses trained, validated and tested, for the card."""
+    imaged = f"{recipe.subjects} fetuses with images, 3 stacks each (axial, coronal, sagittal to the brain)"
+    if recipe.bank_subjects:
+        return (
+            f"Training: a bank of {recipe.bank_subjects} fetuses (seed {recipe.seed}), one stack of label maps each; "
+            f"validation and test: {imaged} (seed {recipe.seed + 1000}), split by subject into {split['val']} "
+            f"validation and {split['test']} test stacks."
+        )
+    return (
+        f"{imaged} (seed {recipe.seed}), split by subject: {split['train']} training, {split['val']} validation "
+        f"and {split['test']} test stacks."
+    )
+
+
 def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], facts: dict) -> str:
     recipe_json = {
         role: {k: v for k, v in asdict(c).items() if k not in ("train_csv", "val_csv", "run_dir")}
@@ -236,10 +267,10 @@ Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (th
 
 Simulated with `fetal_keras.simulate` (fetal_keras {facts["provenance"]["fetal_keras_version"]}, git
 {facts["provenance"]["git_commit"]}), preset `{recipe.preset}`, `{recipe.head_anatomy}` heads
-({HEAD_SOURCES[recipe.head_anatomy]}): {recipe.subjects} fetuses (seed {recipe.seed}), 3 stacks each (axial, coronal, sagittal to the brain), 20-38 weeks, with motion and artefacts, and their tissue label
-maps. Every training image is rendered from the label maps with a fresh random contrast, random background shapes,
-blur and noise (`fetal_keras.rendering`), so that only shape can be learned. Split by subject:
-{facts["split"]["train"]} training, {facts["split"]["val"]} validation and {facts["split"]["test"]} test stacks.
+({HEAD_SOURCES[recipe.head_anatomy]}), 20-38 weeks, with motion and artefacts, and their tissue label maps.
+{_data_sentence(recipe, facts["split"])} Every training image is rendered from the label maps with a fresh random
+contrast, random background shapes{" and brain-sized fluid-filled round structures beside the head" if recipe.random_surroundings == "distractors" else ""},
+blur and noise (`fetal_keras.rendering`), so that only shape can be learned; augmentation `{recipe.augmentation}`.
 
 ## Recipe
 
@@ -298,6 +329,32 @@ def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filter
     return packaged
 
 
+def _bank_settings(recipe: PretrainedRecipe) -> SimulationSettings:
+    """The training bank's simulation: one labels-only stack per fetus."""
+    return SimulationSettings(
+        subjects=recipe.bank_subjects,
+        stacks_per_subject=1,
+        seed=recipe.seed,
+        preset=recipe.preset,
+        head_anatomy=recipe.head_anatomy,
+        labels_only=True,
+    )
+
+
+def _split(table: pd.DataFrame, recipe: PretrainedRecipe, split_dir: Path, csv_path: Path) -> dict[str, pd.DataFrame]:
+    """Split the imaged cohort by subject and write the split: with a bank, into validation (a third of the
+    fetuses, at least one) and test only; without, into training, validation and test (70/15/15 %)."""
+    if not recipe.bank_subjects:
+        settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
+        splits = make_splits(table, settings)
+    else:  # what make_splits leaves for "training" validates: the bank trains
+        settings = SplitSettings(val_fraction=0.0, test_fraction=0.6, seed=recipe.seed)
+        held_out = make_splits(table, settings)
+        splits = {"val": held_out["train"], "test": held_out["test"]}
+    write_splits(splits, split_dir, csv_path, settings, overwrite=True)
+    return splits
+
+
 def _measure(pair_dir: Path, csv_path: Path, out_dir: Path, tta: bool) -> pd.DataFrame:
     """Segment a labelled cohort with the packaged pair and evaluate it (``segment_and_score``)."""
     from fetal_keras.deploy.predict import PredictOptions
@@ -346,10 +403,18 @@ def make_pretrained(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    print(f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir}")
+    bank_csv = None
+    if recipe.bank_subjects:
+        print(f"[1/5] simulating a bank of {recipe.bank_subjects} fetuses (label maps only) into {work_dir / 'bank'}")
+        bank_csv = _simulated(_bank_settings(recipe), work_dir / "bank", workers)
+    print(f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir / 'sim'}")
     csv_path = _simulated(
         SimulationSettings(
-            subjects=recipe.subjects, seed=recipe.seed, preset=recipe.preset, head_anatomy=recipe.head_anatomy
+            subjects=recipe.subjects,
+            seed=recipe.seed + 1000 if recipe.bank_subjects else recipe.seed,
+            preset=recipe.preset,
+            head_anatomy=recipe.head_anatomy,
+            first_subject=recipe.bank_subjects,  # ids after the bank's
         ),
         work_dir / "sim",
         workers,
@@ -358,13 +423,11 @@ def make_pretrained(
     timings.record("simulation_minutes", (time.perf_counter() - start) / 60)
     print("[2/5] splitting by subject")
     split_dir = work_dir / "split"
-    settings = SplitSettings(val_fraction=0.15, test_fraction=0.15, seed=recipe.seed)
-    splits = make_splits(read_cohort(csv_path, require_segmentation=True), settings)
-    write_splits(splits, split_dir, csv_path, settings, overwrite=True)
+    splits = _split(read_cohort(csv_path, require_segmentation=True), recipe, split_dir, csv_path)
     configs = {
         role: TrainConfig.load(trained_runs[role] / "config.json")
         if role in trained_runs
-        else recipe.config(role, split_dir, work_dir / role)
+        else recipe.config(role, split_dir, work_dir / role, bank_csv)
         for role in PAIR_ROLES
     }
     training_start = time.perf_counter()
