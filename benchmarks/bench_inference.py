@@ -7,7 +7,8 @@ sliding window; achieved GFLOP/s of default whole-slice inference, and a measure
 22 x 320 x 320 stack in <= 1 s, >= 10x faster than sliding window at equal Dice (within 0.005).
 With ``--localiser`` (``--model`` is then its segmenter) the whole deploy of ``fetal-keras predict`` (read,
 preprocess, segment, post-process, write) is also timed end to end for the single model and for the localiser +
-segmenter pair; the pair's target is the same <= 1 s. The last line is one JSON object.
+segmenter pair; the pair's target is the same <= 1 s. With ``--pairs`` each packaged pair's whole deploy is a row,
+with its localiser on every slice and tiling. The last line is one JSON object.
 
 Run: .venv/bin/python benchmarks/bench_inference.py [--model RUN|SAVED_MODEL|FILE.keras] [--localiser LOC]
      [--input STACK ...] [--labels MASK ...] [--repeats 3]
@@ -78,14 +79,26 @@ def synthetic_stack(folder: Path) -> Path:
     return path
 
 
-def end_to_end_seconds(predictor, preprocess, paths: list[Path], repeats: int) -> float:
+def end_to_end_seconds(
+    predictor, preprocess, paths: list[Path], repeats: int, options: PredictOptions = PredictOptions()
+) -> float:
     """Best seconds per stack of ``fetal-keras predict``'s whole deploy (no TTA), over ``repeats`` runs."""
     stacks = [(f"s{index}", str(path)) for index, path in enumerate(paths)]
     with tempfile.TemporaryDirectory() as out:
-        _, best = timed(
-            lambda: predict_many(predictor, stacks, out, PredictOptions(), preprocess, progress=False), repeats
-        )
+        _, best = timed(lambda: predict_many(predictor, stacks, out, options, preprocess, progress=False), repeats)
     return best / len(paths)
+
+
+def packaged_pair_rows(specs: list[str], paths: list[Path], repeats: int) -> dict[str, float]:
+    """Seconds per stack of each packaged pair's whole deploy, with its localiser on every slice (the deploy until
+    2026-12-02) and tiling (``--localiser-slab-step 3``, the default since)."""
+    rows = {}
+    for spec in specs:
+        pair, preprocess, _ = load_predictor(spec)
+        for step in (1, 3):
+            options = PredictOptions(localiser_slab_step=step)
+            rows[f"{spec}, localiser slab step {step}"] = end_to_end_seconds(pair, preprocess, paths, repeats, options)
+    return rows
 
 
 def main() -> None:
@@ -101,6 +114,14 @@ def main() -> None:
         "--input", nargs="*", default=None, help="stacks to segment (default: one synthetic 22x320x320)"
     )
     parser.add_argument("--labels", nargs="*", default=None, help="reference masks, one per --input")
+    parser.add_argument(
+        "--pairs",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="packaged pairs (e.g. pretrained:v2 pretrained:v3) whose whole deploy is timed end to end on the same "
+        "stacks, each with its localiser on every slice and tiling: one row each",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per scheme (default: %(default)s)")
     args = parser.parse_args()
     if args.localiser and args.model is None:
@@ -140,13 +161,14 @@ def main() -> None:
             padded, _ = pad_in_plane(image, total_stride(counted))
             flops += image.shape[0] * flops_per_slab(counted) * padded.shape[1] * padded.shape[2] / 128**2
 
-    end_to_end = {}
-    if args.localiser:
-        with tempfile.TemporaryDirectory() as scratch:
-            paths = [Path(path) for path in args.input] if args.input else [synthetic_stack(Path(scratch))]
+    end_to_end, pair_rows = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = [Path(path) for path in args.input] if args.input else [synthetic_stack(Path(scratch))]
+        if args.localiser:
             pair, pair_preprocess, _ = load_pair(args.localiser, args.model)
             end_to_end["single"] = end_to_end_seconds(model, preprocess, paths, args.repeats)
             end_to_end["pair"] = end_to_end_seconds(pair, pair_preprocess, paths, args.repeats)
+        pair_rows = packaged_pair_rows(args.pairs, paths, args.repeats)
 
     mean = {name: float(np.mean(values)) for name, values in seconds.items()}
     mean_dice = {name: float(np.mean(values)) for name, values in dice.items()}
@@ -171,6 +193,8 @@ def main() -> None:
     ):
         if name in end_to_end:
             print(f"{title}: {end_to_end[name]:6.2f} s per stack (read, preprocess, segment, post-process, write)")
+    for name, value in pair_rows.items():
+        print(f"{name}: {value:6.2f} s per stack end to end")
     print("targets: <= 1 s for a 22x320x320 stack, >= 10x faster than sliding window at Dice within 0.005")
     if achieved:
         print(
@@ -190,6 +214,7 @@ def main() -> None:
                 "peak_gflops": round(peak, 2),
                 "seconds_per_stack_end_to_end": round(end_to_end["single"], 3) if end_to_end else None,
                 "seconds_per_stack_pair": round(end_to_end["pair"], 3) if end_to_end else None,
+                "packaged_pairs_seconds_per_stack": {name: round(value, 3) for name, value in pair_rows.items()},
             }
         )
     )

@@ -82,6 +82,14 @@ def add_parser(subparsers) -> None:
         help="1: every slice averaged over the 3 slabs containing it; 3: non-overlapping slabs, about 3x faster "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--localiser-slab-step",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="--slab-step of a pair's localiser, which only has to find the head (default: %(default)s: its whole "
+        "field of view is most of a pair's time)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -128,6 +136,7 @@ def _options(args: argparse.Namespace):
         batch_size=args.batch_size,
         sliding_window=args.sliding_window,
         slab_step=args.slab_step,
+        localiser_slab_step=args.localiser_slab_step,
     )
 
 

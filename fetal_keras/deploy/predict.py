@@ -11,6 +11,7 @@ relative to their neighbours, or whose brain region is uncertain under TTA. One 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ class PredictOptions:
         sliding_window: use the original's 3 x 128 x 128 windows every 1 x 64 x 64 voxels instead of whole slices
             (for comparison; many more network evaluations).
         slab_step: 1 (every slice averaged over the 3 slabs containing it) or 3 (tiling slabs, about 3x faster).
+        localiser_slab_step: the same for a pair's localiser, whose mask only has to find the head: 3 by default
+            (the localiser's whole field of view is most of a pair's time).
         qc_area_ratio: a slice is flagged when its mask area differs from its neighbours' mean by this factor.
         qc_min_area_px: neighbours' mean area below which area jumps are not flagged (brain edges).
         qc_uncertainty: a slice is flagged when the mean TTA standard deviation over its brain region exceeds this.
@@ -66,6 +69,7 @@ class PredictOptions:
     batch_size: int = 4
     sliding_window: bool = False
     slab_step: int = 1
+    localiser_slab_step: int = 3
     qc_area_ratio: float = 2.0
     qc_min_area_px: int = 50
     qc_uncertainty: float = 0.15
@@ -136,7 +140,8 @@ def _to_source_grid(array: np.ndarray, grid: StackGeometry, source: StackGeometr
 def locate_head(pair: LocalisedSegmenter, stack_id: str, path: str | Path, options: PredictOptions) -> np.ndarray:
     """The localiser's head (``fetal_keras.deploy.localise.head_component``) on the stack's own grid, uint8 ``[z, y, x]``."""
     prepared = prepare_stack(stack_id, path, None, pair.localiser_preprocess)
-    probability, _ = stack_probability(pair.localiser, prepared.unpadded_image, options)
+    localiser_options = dataclasses.replace(options, slab_step=options.localiser_slab_step)
+    probability, _ = stack_probability(pair.localiser, prepared.unpadded_image, localiser_options)
     head = head_component(probability, prepared.geometry.spacing_mm[::-1])
     return _to_source_grid(head, prepared.geometry, read_geometry(path), is_label=True).astype(np.uint8)
 
