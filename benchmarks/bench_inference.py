@@ -80,9 +80,10 @@ def synthetic_stack(folder: Path) -> Path:
 
 
 def end_to_end_seconds(
-    predictor, preprocess, paths: list[Path], repeats: int, options: PredictOptions = PredictOptions()
+    predictor, preprocess, paths: list[Path], repeats: int, options: PredictOptions | None = None
 ) -> float:
     """Best seconds per stack of ``fetal-keras predict``'s whole deploy (no TTA), over ``repeats`` runs."""
+    options = options or PredictOptions()
     stacks = [(f"s{index}", str(path)) for index, path in enumerate(paths)]
     with tempfile.TemporaryDirectory() as out:
         _, best = timed(lambda: predict_many(predictor, stacks, out, options, preprocess, progress=False), repeats)
