@@ -34,6 +34,13 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (flips), as predict --tta")
     parser.add_argument("--brain-labels", default=None, help="label values that are brain (default: every non-zero)")
     parser.add_argument("--out", type=Path, default=None, help="keep the masks here (default: a temporary folder)")
+    parser.add_argument(
+        "--localiser-slab-step",
+        type=int,
+        choices=(1, 3),
+        default=PredictOptions().localiser_slab_step,
+        help="a pair's localiser on every slice (1) or tiling slabs (3), as predict takes it (default: %(default)s)",
+    )
     args = parser.parse_args()
     if not args.csv.is_file():
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
@@ -44,9 +51,15 @@ def main() -> None:
         predictor, preprocess, description = load_predictor(args.model)
     brain_labels = [int(v) for v in args.brain_labels.split(",")] if args.brain_labels else None
     table = segment_and_score(
-        predictor, preprocess, description, args.csv, args.out, PredictOptions(tta=args.tta), brain_labels
+        predictor,
+        preprocess,
+        description,
+        args.csv,
+        args.out,
+        PredictOptions(tta=args.tta, localiser_slab_step=args.localiser_slab_step),
+        brain_labels,
     )
-    print(f"model: {description}; TTA: {args.tta}; cohort: {args.csv}")
+    print(f"model: {description}; TTA: {args.tta}; localiser slab step {args.localiser_slab_step}; cohort: {args.csv}")
     print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}")
     for row in table.itertuples():
         problem = row.error or row.error_predict
@@ -54,7 +67,8 @@ def main() -> None:
             f"{row.iFIND_id:<24}{row.dice:>8.3f}{row.hd95_mm:>10.1f}{row.predicted_volume_ml:>10.1f}"
             f"{row.true_volume_ml:>10.1f}{row.seconds:>9.2f}" + (f"  ERROR {problem}" if problem else "")
         )
-    summary = {"model": description, "tta": args.tta} | summarise(table)
+    summary = {"model": description, "tta": args.tta, "localiser_slab_step": args.localiser_slab_step}
+    summary |= summarise(table)
     print(f"mean Dice {summary['mean_dice']}, min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm")
     print(json.dumps(summary))
 
