@@ -94,8 +94,8 @@ class PretrainedRecipe:
     seed: int = 3000
     localiser_epochs: int = 8
     segmenter_epochs: int = 12
-    localiser_minutes: float = 30.0
-    segmenter_minutes: float = 30.0
+    localiser_minutes: float = 25.0
+    segmenter_minutes: float = 25.0
     steps_per_epoch: int = 100
     validation_every: int = 1
     base_filters: int = 16
