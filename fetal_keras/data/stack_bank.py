@@ -49,6 +49,15 @@ def _starts(lengths) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
+def _assign_range(variable: tf.Variable, start: int, end: int, values: np.ndarray) -> None:
+    """``variable[start:end] = values`` in place. Not ``variable[start:end].assign``: that reads the whole variable
+    first, and writing while the read is alive copies all of it, which made filling a bank quadratic (5 s per stack
+    into a 2.4 GB bank of 300 stacks, against 0.3 s)."""
+    tf.raw_ops.ResourceStridedSliceAssign(
+        ref=variable.handle, begin=[start], end=[end], strides=[1], value=tf.constant(values, variable.dtype)
+    )
+
+
 def _fill(shapes: Sequence[tuple[int, int, int]], stacks: Iterable[PreparedStack]) -> StackBank:
     """Allocate the bank for ``shapes`` and fill it with ``stacks`` (consumed one at a time)."""
     sizes = np.array([int(np.prod(shape)) for shape in shapes], dtype=np.int64)
@@ -63,8 +72,8 @@ def _fill(shapes: Sequence[tuple[int, int, int]], stacks: Iterable[PreparedStack
             if stack.image.shape != tuple(shapes[index]):
                 raise ValueError(f"Stack {stack.stack_id!r} has shape {stack.image.shape}, expected {shapes[index]}.")
             start, end = int(offsets[index]), int(offsets[index] + sizes[index])
-            images[start:end].assign(stack.image.ravel())
-            labels[start:end].assign(stack.labels.ravel())
+            _assign_range(images, start, end, stack.image.ravel())
+            _assign_range(labels, start, end, stack.labels.ravel())
             ids.append(stack.stack_id)
             brain.append(np.flatnonzero(stack.labels).astype(np.int64))
         brain_counts = np.array([len(voxels) for voxels in brain], dtype=np.int64)
