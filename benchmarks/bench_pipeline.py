@@ -6,8 +6,10 @@
     decompresses each NIfTI file, whitens and flips the whole volume, and cuts 20 class-balanced slabs from it;
 (c) what one training step of the default model consumes on this machine (batch 10);
 (d) the pipeline rendering every slab from tissue label maps with a fresh random contrast (``--image-source
-    labels``), with the default augmentation on top.
-Targets on a 2-core CPU: a/b >= 10, a/c >= 5 and d/c >= 5. The last line is one JSON object with the raw figures.
+    labels``), with the default augmentation on top;
+(e) as (d) with the v3 recipe's settings: brain-sized distractors among the surroundings (``--random-surroundings
+    distractors``) and a new anatomy per slab (``--augmentation anatomy``).
+Targets on a 2-core CPU: a/b >= 10, a/c >= 5, d/c >= 5 and e/c >= 5. The last line is one JSON object with the raw figures.
 
 Run: .venv/bin/python benchmarks/bench_pipeline.py [--cohort CSV] [--stacks 6] [--batches 40]
 Without --cohort, stacks of the original's typical size (here 60 x 336 x 336, int16) and their tissue label maps
@@ -113,7 +115,7 @@ def main() -> None:
         signature = (tf.TensorSpec((3, 128, 128, 1), tf.float32), tf.TensorSpec((3, 128, 128), tf.int32))
         naive_dataset = tf.data.Dataset.from_generator(lambda: naive_generator(table), output_signature=signature)
         naive = slabs_per_second(naive_dataset.shuffle(64, seed=0).batch(BATCH).prefetch(2), max(args.batches // 2, 5))
-        rendered = None
+        rendered = rendered_v3 = None
         if LABELS_COLUMN in table.columns:
             del bank  # one bank in memory at a time
             label_bank = load_stack_bank(
@@ -121,6 +123,14 @@ def main() -> None:
             )
             rendering = training_dataset(label_bank, BATCH, seed=0, render=RenderConfig())
             rendered = slabs_per_second(rendering, args.batches)
+            v3_rendering = training_dataset(
+                label_bank,
+                BATCH,
+                augment=AugmentConfig.anatomy(),
+                seed=0,
+                render=RenderConfig.with_distractors(PreprocessConfig().normalisation),
+            )
+            rendered_v3 = slabs_per_second(v3_rendering, args.batches)
 
     model = build_model("unet")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -142,6 +152,10 @@ def main() -> None:
         print("(d) rendering from label maps: skipped (the cohort has no 'labels' column)")
     else:
         print(f"(d) rendered slabs : {rendered:8.1f} slabs/s  -> d/c = {rendered / train_step:.1f} (target >= 5)")
+        print(
+            f"(e) rendered, anatomy + distractors: {rendered_v3:8.1f} slabs/s  -> e/c = "
+            f"{rendered_v3 / train_step:.1f} (target >= 5)"
+        )
     figures = {
         "pipeline_slabs_per_s": round(pipeline, 1),
         "naive_slabs_per_s": round(naive, 1),
@@ -152,6 +166,8 @@ def main() -> None:
         "original_augmentation_ratio_vs_naive": round(original / naive, 2),
         "rendered_slabs_per_s": round(rendered, 1) if rendered else None,
         "rendered_ratio_vs_train_step": round(rendered / train_step, 2) if rendered else None,
+        "rendered_v3_slabs_per_s": round(rendered_v3, 1) if rendered_v3 else None,
+        "rendered_v3_ratio_vs_train_step": round(rendered_v3 / train_step, 2) if rendered_v3 else None,
         "stacks": len(table),
         "bank_mb": round(bank_mb),
         "peak_rss_mb": round(memory_mb),
