@@ -14,6 +14,7 @@ from fetal_keras.models.pretrained import (
     PAIR_NAME,
     PAIR_ROLES,
     PRETRAINED_NAME,
+    RECIPE_PAIR_NAME,
     card_checksum,
     card_path,
     packaged_name,
@@ -85,8 +86,9 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     arguments += ["--base-filters", "2", "--bank-subjects", "4"]
     arguments += ["--selection-csv", "none", "--monitor-csv", "none"]  # the shared real stacks are not in CI
     assert main(arguments + ["--workers", "1", "--real-csv", str(tmp_path / "absent.csv")]) == 0
-    folder, checksums = verified_pair(weights_dir=weights)
-    card = card_path(PAIR_NAME, weights).read_text()
+    assert not (weights / PAIR_NAME).exists()  # the packaged v2 is never overwritten by default
+    folder, checksums = verified_pair(RECIPE_PAIR_NAME, weights_dir=weights)
+    card = card_path(RECIPE_PAIR_NAME, weights).read_text()
     assert all(checksum in card for checksum in checksums.values()) and "Not measured" in card
     assert "a bank of 4 fetuses" in card
     configs = {role: json.loads((folder / role / "config.json").read_text())["config"] for role in PAIR_ROLES}
@@ -101,14 +103,14 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     again = ["--weights-dir", str(tmp_path / "again")]
     again += [option for role in PAIR_ROLES for option in (f"--{role}-run", str(tmp_path / "work" / role))]
     assert main(arguments + ["--workers", "1", "--real-csv", "", *again]) == 0
-    card = card_path(PAIR_NAME, tmp_path / "again").read_text()
+    card = card_path(RECIPE_PAIR_NAME, tmp_path / "again").read_text()
     assert all(f"{role} packaged from the finished run" in card for role in PAIR_ROLES)
     assert "trained by this recipe on the split above" not in card
-    verified_pair(weights_dir=tmp_path / "again")
+    verified_pair(RECIPE_PAIR_NAME, weights_dir=tmp_path / "again")
     with open(folder / "segmenter" / "model.keras", "ab") as stream:
         stream.write(b"\0")
     with pytest.raises(ValueError, match="segmenter/model.keras has SHA-256"):
-        verified_pair(weights_dir=weights)
+        verified_pair(RECIPE_PAIR_NAME, weights_dir=weights)
 
 
 def test_packaged_models_match_their_cards_and_fit_in_10_mb():

@@ -11,7 +11,7 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
     from fetal_keras.choices import AUGMENTATIONS, SURROUNDINGS
-    from fetal_keras.models.pretrained import PAIR_NAME
+    from fetal_keras.models.pretrained import RECIPE_PAIR_NAME
     from fetal_keras.simulate.head import HEAD_ANATOMIES
     from fetal_keras.training.make_pretrained import PretrainedRecipe
 
@@ -107,8 +107,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--name",
-        default=PAIR_NAME,
-        help="name of the packaged pair: fetal_keras/weights/<name>/ and <name>.md (default: %(default)s)",
+        default=RECIPE_PAIR_NAME,
+        help="name of the pair written: <weights-dir>/<name>/ and <name>.md; the packaged pretrained:v1 and :v2 are "
+        "never overwritten by default (default: %(default)s)",
     )
     parser.add_argument(
         "--real-csv",

@@ -22,6 +22,9 @@ DEFAULT_VERSION = "v2"
 PRETRAINED_NAME = PACKAGED_MODELS[DEFAULT_VERSION]
 SINGLE_NAME = PACKAGED_MODELS["v1"]
 PAIR_NAME = PACKAGED_MODELS["v2"]
+# What ``fetal-keras pretrained`` (``make pretrained``) writes by default: the current recipe's pair, not packaged
+# (nor loadable as ``pretrained:...``) until it is measured to beat the default; it never overwrites v1 or v2.
+RECIPE_PAIR_NAME = "fetal_pair_sim_v3"
 PAIR_ROLES = ("localiser", "segmenter")
 PRETRAINED_SPEC = "pretrained"
 # A pair folder's index: {"localiser": path, "segmenter": path}, relative to the folder.
