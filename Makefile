@@ -18,7 +18,7 @@ install: $(STAMP)  ## create .venv and install everything
 demo: $(STAMP)  ## the main job end to end, on CPU, in minutes
 	$(BIN)/fetal-keras demo --out results/demo
 
-pretrained: $(STAMP)  ## re-create the packaged localiser + segmenter pair from the simulator (about 1 h on 2 CPU cores)
+pretrained: $(STAMP)  ## train the current recipe's localiser + segmenter pair (v3) from the simulator (about 2 h on 2 CPU cores)
 	$(BIN)/fetal-keras pretrained --work-dir results/pretrained  # writes fetal_keras/weights/fetal_pair_sim_v3 (the packaged v1 and v2 stay)
 	$(BIN)/fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz --qc-csv ../shared/data/real_labelled/cohort.csv
 
