@@ -38,14 +38,17 @@ from fetal_keras.models.pretrained import (
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.training.config import TrainConfig, provenance
 
+SELECTION_LIMIT = """\
+- Each role's checkpoint was chosen on real labelled stacks (starred above; for v2 three stacks of one fetus from
+  one 1.5 T scanner): from epoch to epoch, real Dice swings by about 0.2 while simulated Dice rises smoothly, so the
+  choice matters, and a choice made on one fetus may not be the best for other scanners.
+"""
+
 KNOWN_LIMITS = """\
 - Trained only on simulated stacks (images rendered from simulated label maps with random contrasts): the
   simulator's maternal anatomy is cartoon-like and its fetal face, neck and limbs are crude, so real anatomy next to
   the head (neck, face, uterine wall) is where its masks go wrong: on the real stacks below they reach into a
   round fluid-filled structure of the fetal trunk beside the head.
-- Each role's checkpoint was chosen on three real stacks of one fetus from one 1.5 T scanner (starred above):
-  from epoch to epoch, real Dice swings by about 0.2 while simulated Dice rises smoothly, so the choice matters,
-  and a choice made on one fetus may not be the best for other scanners.
 - Single-shot T2-weighted stacks; gestational ages 20-38 weeks as simulated; not validated on other sequences,
   twins, or brains with pathology.
 - The brain mask is the intracranial volume (parenchyma, ventricles and extra-axial CSF up to the skull).
@@ -299,7 +302,7 @@ Simulation {facts["simulation_minutes"]:.1f} min, training {facts["training_minu
 
 ## Known limits
 
-{KNOWN_LIMITS}"""
+{KNOWN_LIMITS}{SELECTION_LIMIT if recipe.selection_csv else ""}"""
 
 
 def _origin(run_dir: Path, given: bool) -> str:
