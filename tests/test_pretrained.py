@@ -183,3 +183,26 @@ def test_unreadable_selection_stacks_stop_the_recipe_before_it_simulates(tmp_pat
     assert main(arguments + ["--selection-csv", str(selection), "--real-csv", ""]) == 2
     assert "--selection-csv none" in capsys.readouterr().err
     assert not (tmp_path / "work").exists(), "nothing simulated"
+
+
+def test_a_work_folder_simulated_with_other_settings_is_refused_not_reused(tmp_path):
+    """A rerun reuses a simulated cohort only when ``simulation.json`` records the same settings (older records
+    lacking newer settings count as their defaults); otherwise it names what differs and touches nothing."""
+    from dataclasses import asdict
+
+    from fetal_keras.simulate import SimulationSettings
+    from fetal_keras.training.make_pretrained import _simulated
+
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    (folder / "cohort.csv").write_text("iFIND_id,image,segmentation\n")
+    recorded = asdict(SimulationSettings(subjects=300, labels_only=True))
+    del recorded["first_subject"]  # written before the setting existed
+    (folder / "simulation.json").write_text(json.dumps({"settings": recorded}))
+    assert _simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1) == folder / "cohort.csv"
+    with pytest.raises(ValueError, match="subjects: 300 there, 40 now"):
+        _simulated(SimulationSettings(subjects=40, labels_only=True), folder, 1)
+    (folder / "simulation.json").unlink()
+    with pytest.raises(ValueError, match="no readable settings"):
+        _simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1)
+    assert (folder / "cohort.csv").read_text() == "iFIND_id,image,segmentation\n"

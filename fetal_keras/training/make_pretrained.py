@@ -133,12 +133,42 @@ class PretrainedRecipe:
 
 
 def _simulated(settings: SimulationSettings, folder: Path, workers: int | None) -> Path:
-    """Simulate into ``folder`` unless an earlier call already did."""
+    """Simulate into ``folder`` unless an earlier call already did with the same settings.
+
+    Raises:
+        ValueError: if ``folder`` holds a cohort simulated with other settings (or with none recorded): it is
+            never reused silently, nor replaced.
+    """
     csv_path = folder / "cohort.csv"
-    if csv_path.is_file():
-        print(f"reusing the simulated cohort in {folder}")
-        return csv_path
-    return simulate_cohort(settings, folder, workers=workers)
+    if not csv_path.is_file():
+        return simulate_cohort(settings, folder, workers=workers)
+    recorded = _recorded_settings(folder)
+    if recorded != settings:
+        wanted = asdict(settings)
+        differences = (
+            ", ".join(
+                f"{name}: {value!r} there, {wanted[name]!r} now"
+                for name, value in asdict(recorded).items()
+                if value != wanted[name]
+            )
+            if recorded
+            else f"no readable settings in {folder / 'simulation.json'}"
+        )
+        raise ValueError(
+            f"{folder} already holds a cohort simulated with other settings ({differences}): remove the folder or "
+            "choose another --work-dir."
+        )
+    print(f"reusing the simulated cohort in {folder}")
+    return csv_path
+
+
+def _recorded_settings(folder: Path) -> SimulationSettings | None:
+    """The settings ``simulation.json`` in ``folder`` records (settings added since take their defaults), or None."""
+    try:
+        values = json.loads((folder / "simulation.json").read_text())["settings"]
+        return SimulationSettings(**values | {"ga_range_weeks": tuple(values["ga_range_weeks"])})
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 class _Timings:
