@@ -158,7 +158,7 @@ def test_domain_randomisation_draws_other_contrasts(subject):
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="preset"):
         SimulationSettings(preset="huge")
-    with pytest.raises(ValueError, match="20-38"):
+    with pytest.raises(ValueError, match="18-38"):
         SimulationSettings(ga_range_weeks=(15, 30))
 
 

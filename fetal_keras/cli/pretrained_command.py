@@ -39,6 +39,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--preset", default=defaults.preset, choices=("small", "realistic"), help="simulator preset")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default: %(default)s)")
     parser.add_argument(
+        "--ga-range",
+        type=float,
+        nargs=2,
+        default=defaults.ga_range_weeks,
+        metavar=("LOW", "HIGH"),
+        help="gestational ages in weeks of every simulated fetus, within 18-38 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch (default: %(default)s)"
     )
     parser.add_argument(
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         base_filters=args.base_filters,
         random_surroundings=args.random_surroundings,
         head_anatomy=args.head_anatomy,
+        ga_range_weeks=tuple(args.ga_range),
         augmentation=args.augmentation,
         selection_csv=None if args.selection_csv.lower() == "none" else args.selection_csv,
         monitor_csv=monitor_csv,

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
         nargs=2,
         default=(20.0, 38.0),
         metavar=("LOW", "HIGH"),
-        help="gestational age range in weeks, within 20-38 (default: 20 38)",
+        help="gestational age range in weeks, within 18-38 (default: 20 38)",
     )
     parser.add_argument(
         "--head-anatomy",

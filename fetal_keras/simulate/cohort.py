@@ -65,7 +65,7 @@ class SimulationSettings:
         domain_randomisation: random tissue signals (SynthSeg-style) instead of T2 contrast.
         motion: fetal motion and maternal breathing between slices.
         artefacts: bias field, noise, blur, drop-outs and stripes.
-        ga_range_weeks: gestational ages are drawn uniformly in this range.
+        ga_range_weeks: gestational ages are drawn uniformly in this range (within 18-38 weeks).
         head_anatomy: the fetal brains (``fetal_keras.simulate.head.HEAD_ANATOMIES``): ``"icbm"``, one adult
             template scaled down, or ``"atlas"``, real fetal brains of a fetal brain atlas.
         labels_only: simulate and write only the tissue label maps and brain masks (about six times faster): a bank
@@ -96,8 +96,8 @@ class SimulationSettings:
         if self.first_subject < 0:
             raise ValueError(f"first_subject must be at least 0, got {self.first_subject}.")
         low, high = self.ga_range_weeks
-        if not 20.0 <= low <= high <= 38.0:
-            raise ValueError(f"ga_range_weeks must lie within 20-38 weeks, got {self.ga_range_weeks}.")
+        if not 18.0 <= low <= high <= 38.0:
+            raise ValueError(f"ga_range_weeks must lie within 18-38 weeks, got {self.ga_range_weeks}.")
         if self.head_anatomy not in HEAD_ANATOMIES:
             raise ValueError(f"head_anatomy must be one of {HEAD_ANATOMIES}, got {self.head_anatomy!r}.")
 

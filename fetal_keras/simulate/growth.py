@@ -1,7 +1,7 @@
 """Fetal biometry by gestational age (GA, in weeks), from published growth charts (approximate).
 
 Biparietal diameter (outer-outer, mm) follows Snijders & Nicolaides 1994 (Ultrasound Obstet Gynecol 4:34), about
-47 mm at 20 weeks to 92 mm at 38; the brain's width is the BPD less skull, scalp and extra-axial CSF. The uterus
+41 mm at 18 weeks, 47 mm at 20 and 92 mm at 38; the brain's width is the BPD less skull, scalp and extra-axial CSF. The uterus
 (fundal height about GA in cm) and cortical maturation (lissencephalic at 20 weeks, most primary and secondary
 sulci by 34) are coarse approximations that only need to span the real range.
 """
@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GA_WEEKS = np.array([20, 22, 24, 26, 28, 30, 32, 34, 36, 38], dtype=float)
-BPD_MM = np.array([47, 53, 59, 65, 71, 76, 81, 85, 89, 92], dtype=float)
+GA_WEEKS = np.array([18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38], dtype=float)
+BPD_MM = np.array([41, 47, 53, 59, 65, 71, 76, 81, 85, 89, 92], dtype=float)
 
 
 def biparietal_diameter_mm(ga_weeks: float) -> float:
-    """Median biparietal diameter (outer skull to outer skull) in mm at ``ga_weeks`` (20-38)."""
+    """Median biparietal diameter (outer skull to outer skull) in mm at ``ga_weeks`` (18-38)."""
     return float(np.interp(ga_weeks, GA_WEEKS, BPD_MM))
 
 
 def maturity(ga_weeks: float) -> float:
-    """0 at 20 weeks (smooth brain) to 1 at 38 weeks (folded), linear in between."""
+    """0 at 20 weeks and before (smooth brain) to 1 at 38 weeks (folded), linear in between."""
     return float(np.clip((ga_weeks - 20.0) / 18.0, 0.0, 1.0))
 
 

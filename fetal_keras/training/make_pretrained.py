@@ -49,7 +49,7 @@ KNOWN_LIMITS = """\
   simulator's maternal anatomy is cartoon-like and its fetal face, neck and limbs are crude, so real anatomy next to
   the head (neck, face, uterine wall) is where its masks go wrong: on the real stacks below they reach into a
   round fluid-filled structure of the fetal trunk beside the head.
-- Single-shot T2-weighted stacks; gestational ages 20-38 weeks as simulated; not validated on other sequences,
+- Single-shot T2-weighted stacks; gestational ages as simulated (above); not validated on other sequences,
   twins, or brains with pathology.
 - The brain mask is the intracranial volume (parenchyma, ventricles and extra-axial CSF up to the skull).
 - If the localiser finds no head, the segmenter runs on the whole stack and post-processing keeps the largest
@@ -82,6 +82,8 @@ class PretrainedRecipe:
         random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``;
             ``distractors`` adds fluid-filled round structures of brain size beside the head).
         head_anatomy: the simulated fetuses' brains (``SimulationSettings.head_anatomy``: ``icbm`` or ``atlas``).
+        ga_range_weeks: gestational ages of the bank and the imaged fetuses (18-38 weeks since v3: the youngest
+            real fetuses were where v2's masks were too small).
         augmentation: the training augmentation (``TrainConfig.augmentation``; ``anatomy`` also scales each in-plane
             axis, shears and warps every slab: a new anatomy for every example).
         selection_csv: a labelled cohort on which each role's checkpoint is chosen instead of the simulated
@@ -105,6 +107,7 @@ class PretrainedRecipe:
     localiser_spacing_mm: float = 1.1
     random_surroundings: str = "distractors"
     head_anatomy: str = "atlas"
+    ga_range_weeks: tuple[float, float] = (18.0, 38.0)
     augmentation: str = "anatomy"
     selection_csv: str | None = None
     monitor_csv: str | None = None
@@ -300,7 +303,7 @@ Use it with `fetal-keras predict --model pretrained --input STACK --out DIR` (th
 
 Simulated with `fetal_keras.simulate` (fetal_keras {facts["provenance"]["fetal_keras_version"]}, git
 {facts["provenance"]["git_commit"]}), preset `{recipe.preset}`, `{recipe.head_anatomy}` heads
-({HEAD_SOURCES[recipe.head_anatomy]}), 20-38 weeks, with motion and artefacts, and their tissue label maps.
+({HEAD_SOURCES[recipe.head_anatomy]}), {recipe.ga_range_weeks[0]:g}-{recipe.ga_range_weeks[1]:g} weeks, with motion and artefacts, and their tissue label maps.
 {_data_sentence(recipe, facts["split"])} Every training image is rendered from the label maps with a fresh random
 contrast, random background shapes{" and brain-sized fluid-filled round structures beside the head" if recipe.random_surroundings == "distractors" else ""},
 blur and noise (`fetal_keras.rendering`), so that only shape can be learned; augmentation `{recipe.augmentation}`.
@@ -370,6 +373,7 @@ def _bank_settings(recipe: PretrainedRecipe) -> SimulationSettings:
         seed=recipe.seed,
         preset=recipe.preset,
         head_anatomy=recipe.head_anatomy,
+        ga_range_weeks=recipe.ga_range_weeks,
         labels_only=True,
     )
 
@@ -447,6 +451,7 @@ def make_pretrained(
             seed=recipe.seed + 1000 if recipe.bank_subjects else recipe.seed,
             preset=recipe.preset,
             head_anatomy=recipe.head_anatomy,
+            ga_range_weeks=recipe.ga_range_weeks,
             first_subject=recipe.bank_subjects,  # ids after the bank's
         ),
         work_dir / "sim",
