@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import tiny_train_config
 
 from fetal_keras.models.networks import build_model
-from fetal_keras.training.callbacks import export_saved_model
+from fetal_keras.training.callbacks import VOLUME_DICE, BestCheckpoint, export_saved_model
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.train import RunFolder, train
 
@@ -182,6 +182,36 @@ def test_killed_training_resumes_where_it_stopped(train_val_csvs, tmp_path):
     reference = keras.saving.load_model(uninterrupted.last, safe_mode=True)
     for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_resumed_run_replaces_its_best_model_only_with_a_better_epoch(tmp_path):
+    """Killed after its best epoch (0.9), a run resumes with a fresh checkpoint callback, as ``train`` builds it: a
+    worse epoch (0.8) leaves ``best.keras`` alone, a better one (0.95) replaces it. Each epoch's model is marked by
+    its first weight."""
+    best, history = tmp_path / "best.keras", tmp_path / "history.csv"
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+    def epochs(callback, scores, first_epoch):
+        callback.set_model(model)
+        for epoch, score in enumerate(scores, first_epoch):
+            model.layers[0].kernel.assign([[float(epoch)]])
+            callback.on_epoch_end(epoch, {VOLUME_DICE: score})
+
+    def best_epoch():
+        return float(keras.saving.load_model(best).layers[0].kernel.numpy()[0, 0])
+
+    epochs(BestCheckpoint(best, VOLUME_DICE, history), [0.7, 0.9], first_epoch=0)
+    assert best_epoch() == 1.0
+    # kill -9 here; the resumed invocation repeats epoch 2 onwards
+    epochs(BestCheckpoint(best, VOLUME_DICE, history), [0.8, float("nan")], first_epoch=2)
+    assert best_epoch() == 1.0, "a worse epoch after the resume replaced the best model"
+    epochs(BestCheckpoint(best, VOLUME_DICE, history), [0.95], first_epoch=4)
+    assert best_epoch() == 4.0
+    # A run interrupted before best.json existed: its history's best score is the bar.
+    (tmp_path / "best.json").unlink()
+    history.write_text(f"epoch,{VOLUME_DICE}\n0,0.7\n1,0.97\n")
+    epochs(BestCheckpoint(best, VOLUME_DICE, history), [0.96], first_epoch=5)
+    assert best_epoch() == 4.0
 
 
 def test_a_cosine_schedule_anneals_the_learning_rate_towards_zero(train_val_csvs, tmp_path):

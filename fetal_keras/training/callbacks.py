@@ -19,6 +19,7 @@ import tensorflow as tf
 from fetal_keras.data.preprocess import PreparedStack
 from fetal_keras.deploy.inference import predict_brain_probability
 from fetal_keras.deploy.predict import postprocess_mask
+from fetal_keras.files import write_json
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import total_stride
 
@@ -81,6 +82,49 @@ class WholeVolumeDice(keras.callbacks.Callback):
         if self.writer:
             with self.writer.as_default():
                 tf.summary.scalar("epoch_volume_dice", score, step=epoch)
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """The best epoch's model (highest ``monitor``), kept across interruptions.
+
+    Keras' ``BackupAndRestore`` restores weights and optimiser, not a checkpoint's best score: a resumed run would
+    start from "no best yet" and replace ``best.keras`` with its first validated epoch, however bad. This checkpoint
+    writes the saved model's score beside it (``best.json``: epoch and score) and a resumed run starts from that score
+    (or, for a run written before it existed, from the best ``monitor`` value of ``history_path``), so ``best.keras``
+    is only ever replaced by a better epoch.
+    """
+
+    def __init__(self, filepath: str | Path, monitor: str, history_path: str | Path):
+        self.record_path = Path(filepath).with_suffix(".json")
+        best = _best_so_far(Path(filepath), self.record_path, Path(history_path), monitor)
+        # A finite starting best: epochs without validation log NaN, and Keras would otherwise keep the first epoch
+        # (best None -> NaN, which no later Dice beats).
+        super().__init__(
+            filepath,
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=-1.0 if best is None else best,
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None):
+        before = self.best
+        super().on_epoch_end(epoch, logs)
+        if self.best != before:
+            write_json(self.record_path, {"epoch": epoch + 1, self.monitor: float(self.best)})
+
+
+def _best_so_far(model_path: Path, record_path: Path, history_path: Path, monitor: str) -> float | None:
+    """The score of the model saved at ``model_path`` by an earlier invocation of the run, or None."""
+    if not model_path.exists():
+        return None
+    if record_path.exists():
+        return float(json.loads(record_path.read_text())[monitor])
+    if history_path.exists():
+        scores = pd.read_csv(history_path).get(monitor)
+        if scores is not None and scores.notna().any():
+            return float(scores.max())
+    return None
 
 
 class SliceImages(keras.callbacks.Callback):

@@ -34,6 +34,7 @@ from fetal_keras.models.networks import build_model, freeze_encoder
 from fetal_keras.training.callbacks import (
     MONITOR_DICE,
     VOLUME_DICE,
+    BestCheckpoint,
     CosineDecay,
     SliceImages,
     TimeBudget,
@@ -236,11 +237,7 @@ def train(
             else []
         ),
         SliceImages(val_stacks[0], str(run.tensorboard), config.validation_every),
-        # A finite starting best: epochs without validation log NaN, and Keras would otherwise keep the first
-        # epoch (best None -> NaN, which no later Dice beats).
-        keras.callbacks.ModelCheckpoint(
-            run.best, monitor=VOLUME_DICE, mode="max", save_best_only=True, initial_value_threshold=-1.0
-        ),
+        BestCheckpoint(run.best, VOLUME_DICE, run.history),
         keras.callbacks.ModelCheckpoint(run.last),
         keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(run.history), append=True),
