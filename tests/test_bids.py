@@ -120,6 +120,8 @@ def test_predict_bids_writes_derivatives_that_read_back_to_the_same_pairs(bids_d
         "--quiet",
         "--tta",
         "--save-probabilities",
+        "--margin-mm",
+        "2",
     ]
     assert main(command) == 0
     assert _files(bids_dataset, derivatives) == before, "nothing outside derivatives/NAME is written or touched"
@@ -135,6 +137,7 @@ def test_predict_bids_writes_derivatives_that_read_back_to_the_same_pairs(bids_d
     sidecar = json.loads(mask.with_name("sub-01_ses-2_run-1_desc-brain_mask.json").read_text())
     assert sidecar["Sources"] == ["bids:raw:sub-01/ses-2/anat/sub-01_ses-2_run-1_T2w.nii.gz"]
     assert sidecar["TTA"] is True and isinstance(sidecar["QCFlaggedSlices"], list) and sidecar["Seconds"] > 0
+    assert sidecar["MaskMarginMM"] == 2.0
     assert len(pd.read_csv(derivatives / "predictions.csv")) == len(BIDS_STACKS)
 
     written = bids_cohort(bids_dataset, "derivatives/fetal_keras")

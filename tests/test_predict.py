@@ -9,7 +9,14 @@ from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 from fetal_keras.cli.main import main
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig
-from fetal_keras.deploy.predict import PredictOptions, flagged_slices, postprocess_mask, predict_many, stack_probability
+from fetal_keras.deploy.predict import (
+    PredictOptions,
+    flagged_slices,
+    grow_mask,
+    postprocess_mask,
+    predict_many,
+    stack_probability,
+)
 from fetal_keras.models.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import sha256_of_folder
@@ -163,3 +170,44 @@ def test_a_model_at_a_fixed_spacing_writes_masks_with_the_stacks_header_bit_for_
     mask = read_stack(tmp_path / "out" / "s_mask.nii.gz").array
     assert mask.shape == image.shape
     assert 2 * (mask & (labels == 2)).sum() / (mask.sum() + (labels == 2).sum()) > 0.8  # back on the stack's grid
+
+
+def test_a_margin_grows_the_mask_by_millimetres_not_voxels_on_thick_slices():
+    """1 x 1 x 4 mm voxels, a 4.5 mm margin: 4 voxels in-plane, 1 slice through-plane, a ball in between."""
+    mask = np.zeros((9, 21, 21), np.uint8)
+    mask[4, 10, 10] = 1
+    grown = grow_mask(mask, (1.0, 1.0, 4.0), 4.5)
+    assert grown[4, 10, 6:15].all() and not grown[4, 10, 5] and not grown[4, 10, 15]
+    assert grown[3:6, 10, 10].all() and not grown[2, 10, 10] and not grown[6, 10, 10]
+    assert not grown[3, 10, 14], "the corner of the box is farther than 4.5 mm"
+    assert grown[3, 10, 12], "sqrt(4^2 + 2^2) = 4.47 mm"
+    assert (grow_mask(mask, (1.0, 1.0, 4.0), 0.0) == mask).all()
+    assert not grow_mask(np.zeros_like(mask), (1.0, 1.0, 4.0), 5.0).any()
+
+
+def test_predict_writes_the_grown_mask_on_the_stacks_grid_and_reports_the_brain_itself(tmp_path, capsys):
+    image, _ = synthetic_pair(shape=(6, 30, 28), seed=2)
+    stack = write_volume(tmp_path / "in" / "s.nii.gz", image, (1.0, 1.0, 4.0), (1.5, -2.0, 3.0), OBLIQUE)
+    tables = {
+        margin: predict_many(
+            ThresholdPredictor(),
+            [("s", str(stack))],
+            tmp_path / f"out{margin}",
+            PredictOptions(margin_mm=margin),
+            PreprocessConfig(min_shape=(3, 8, 8)),
+            "t",
+            False,
+        )
+        for margin in (0.0, 3.0)
+    }
+    plain, grown = (read_stack(tmp_path / f"out{margin}" / "s_mask.nii.gz") for margin in (0.0, 3.0))
+    assert grown.geometry == plain.geometry == read_stack(stack).geometry
+    assert (grown.array >= plain.array).all() and grown.array.sum() > plain.array.sum()
+    assert (grown.array == grow_mask(plain.array, (1.0, 1.0, 4.0), 3.0)).all()
+    assert tables[3.0]["brain_volume_ml"].iloc[0] == tables[0.0]["brain_volume_ml"].iloc[0]
+    assert tables[3.0]["margin_mm"].iloc[0] == 3.0
+    for margin in ("-1", "60"):
+        command = ["predict", "--model", "x", "--input", str(stack), "--out", str(tmp_path / "o"), "--margin-mm"]
+        assert main(command + [margin]) == 2
+        assert "margin must be 0-50 mm" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

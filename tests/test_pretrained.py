@@ -1,4 +1,6 @@
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +17,7 @@ from fetal_keras.models.pretrained import (
     PAIR_ROLES,
     PRETRAINED_NAME,
     RECIPE_PAIR_NAME,
+    WEIGHTS_DIR,
     card_checksum,
     card_path,
     packaged_name,
@@ -95,7 +98,8 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     assert configs["localiser"]["task"] == "localiser" and configs["segmenter"]["crop_margin_mm"] == 20.0
     assert configs["segmenter"]["image_source"] == "labels"
     # Trained on the labels-only bank, validated and tested on the imaged fetuses, split by subject.
-    assert all(Path(configs[role]["train_csv"]) == tmp_path / "work" / "bank" / "cohort.csv" for role in PAIR_ROLES)
+    # (paths given relative to the work folder: the packaged files name no folder of this machine)
+    assert all(configs[role]["train_csv"] == "WORK_DIR/bank/cohort.csv" for role in PAIR_ROLES)
     split = json.loads((tmp_path / "work" / "split" / "split.json").read_text())["sets"]
     assert set(split) == {"val", "test"} and split["val"]["subjects"] + split["test"]["subjects"] == 3
     assert configs["localiser"]["base_filters"] == configs["segmenter"]["base_filters"] == 2
@@ -106,6 +110,7 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     card = card_path(RECIPE_PAIR_NAME, tmp_path / "again").read_text()
     assert all(f"{role} packaged from the finished run" in card for role in PAIR_ROLES)
     assert "trained by this recipe on the split above" not in card
+    assert "`WORK_DIR/localiser`" in card and not MACHINE_PATH.findall(card)
     verified_pair(RECIPE_PAIR_NAME, weights_dir=tmp_path / "again")
     with open(folder / "segmenter" / "model.keras", "ab") as stream:
         stream.write(b"\0")
@@ -206,3 +211,40 @@ def test_a_work_folder_simulated_with_other_settings_is_refused_not_reused(tmp_p
     with pytest.raises(ValueError, match="no readable settings"):
         _simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1)
     assert (folder / "cohort.csv").read_text() == "iFIND_id,image,segmentation\n"
+
+
+MACHINE_PATH = re.compile(r"""(?:^|[\s"'`(=])(/(?:[\w.-]+/)+[\w.-]*|[A-Za-z]:\\[\w\\.-]+)""")
+
+
+def _shipped_texts():
+    """(name, text) of every file under the packaged weights, and of every text entry of each ``.keras`` archive."""
+    for path in sorted(WEIGHTS_DIR.rglob("*")):
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                for entry in archive.namelist():
+                    if entry.endswith((".json", ".txt")):
+                        yield f"{path.name}:{entry}", archive.read(entry).decode("utf-8")
+        elif path.is_file():
+            yield path.name, path.read_text(encoding="utf-8")
+
+
+def test_packaged_models_name_no_folder_of_the_machine_that_trained_them():
+    texts = dict(_shipped_texts())
+    assert any(name.endswith("config.json") for name in texts) and any(name.endswith(".md") for name in texts)
+    found = {name: MACHINE_PATH.findall(text) for name, text in texts.items()}
+    assert not any(found.values()), {name: paths[:3] for name, paths in found.items() if paths}
+
+
+def test_packaged_paths_are_given_relative_to_the_work_folder_or_by_their_last_parts(tmp_path):
+    from fetal_keras.training.make_pretrained import described_path, portable_run_record
+
+    work = tmp_path / "work"
+    assert described_path(work / "split" / "train.csv", work) == "WORK_DIR/split/train.csv"
+    assert described_path("/elsewhere/real_labelled/cohort.csv", work) == ".../real_labelled/cohort.csv"
+    assert described_path("data_splits/real_selection.csv", work) == "data_splits/real_selection.csv"
+    record = {"config": {"run_dir": str(work / "localiser"), "seed": 3, "init_from": "pretrained"}, "created": "x"}
+    assert portable_run_record(record, work) == {
+        "config": {"run_dir": "WORK_DIR/localiser", "seed": 3, "init_from": "pretrained"},
+        "created": "x",
+    }
+    assert not MACHINE_PATH.findall(json.dumps(portable_run_record(record, work)))

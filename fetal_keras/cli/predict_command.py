@@ -90,12 +90,21 @@ def add_parser(subparsers) -> None:
         help="--slab-step of a pair's localiser, which only has to find the head (default: %(default)s: its whole "
         "field of view is most of a pair's time)",
     )
+    parser.add_argument(
+        "--margin-mm",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="grow every mask by M mm in physical space (0-50; thick slices grow by fewer voxels), as "
+        "slice-to-volume reconstruction tools ask for; brain_volume_ml stays the brain's (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``predict``."""
+    _options(args)  # a bad option is named before any model is loaded
     if args.bids:
         return _run_bids(args)
     if not args.out:
@@ -137,6 +146,7 @@ def _options(args: argparse.Namespace):
         sliding_window=args.sliding_window,
         slab_step=args.slab_step,
         localiser_slab_step=args.localiser_slab_step,
+        margin_mm=args.margin_mm,
     )
 
 

@@ -159,7 +159,7 @@ def start_derivatives(folder: Path, model_description: str, overwrite: bool = Fa
 
 def sidecar(stack: BidsStack, dataset: Path, row: pd.Series, tta: bool, kind: str = "mask") -> dict:
     """The JSON sidecar of one output (``kind`` as in :data:`DERIVATIVE_ENDINGS`): its source stack (a BIDS URI),
-    model, TTA, QC-flagged slices and seconds."""
+    model, TTA, QC-flagged slices, the mask's margin (``MaskMarginMM``) and seconds."""
     source = f"bids:{RAW_DATASET_LINK}:{stack.path.relative_to(dataset).as_posix()}"
     flagged = [int(index) for index in str(row["flagged_slices"]).split(";") if index not in ("", "nan")]
     return {
@@ -171,6 +171,7 @@ def sidecar(stack: BidsStack, dataset: Path, row: pd.Series, tta: bool, kind: st
         "ModelSHA256": model_checksums(row["model"]),
         "TTA": tta,
         "QCFlaggedSlices": flagged,
+        **({"MaskMarginMM": float(row["margin_mm"])} if kind == "mask" else {}),
         "Seconds": float(row["seconds"]),
     }
 

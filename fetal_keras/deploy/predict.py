@@ -27,6 +27,7 @@ from fetal_keras.deploy.inference import predict_brain_probability, predict_slid
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.files import atomic_output, ensure_not_input, output_paths
 
+MAX_MARGIN_MM = 50.0
 PREDICTION_COLUMNS = (
     "iFIND_id",
     "input",
@@ -37,6 +38,7 @@ PREDICTION_COLUMNS = (
     "brain_volume_ml",
     "slices",
     "flagged_slices",
+    "margin_mm",
     "model",
     "error",
 )
@@ -60,6 +62,9 @@ class PredictOptions:
         qc_area_ratio: a slice is flagged when its mask area differs from its neighbours' mean by this factor.
         qc_min_area_px: neighbours' mean area below which area jumps are not flagged (brain edges).
         qc_uncertainty: a slice is flagged when the mean TTA standard deviation over its brain region exceeds this.
+        margin_mm: grow every written mask by this distance in physical space (0-50 mm; anisotropic voxels
+            handled), as slice-to-volume reconstruction tools ask for; ``brain_volume_ml`` and the QC flags still
+            describe the brain itself.
     """
 
     tta: bool = False
@@ -73,6 +78,11 @@ class PredictOptions:
     qc_area_ratio: float = 2.0
     qc_min_area_px: int = 50
     qc_uncertainty: float = 0.15
+    margin_mm: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.margin_mm <= MAX_MARGIN_MM:
+            raise ValueError(f"The mask margin must be 0-{MAX_MARGIN_MM:g} mm, got {self.margin_mm:g} mm.")
 
 
 def _variants(transpose: bool):
@@ -104,6 +114,17 @@ def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> 
         for forward, inverse in _variants(options.tta_transpose)
     ]
     return np.mean(members, axis=0), np.std(members, axis=0)
+
+
+def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
+    """``mask`` (``[z, y, x]``, voxel sizes ``spacing_mm`` in x, y, z order) grown by every voxel whose centre lies
+    within ``margin_mm`` of it (Euclidean distance in mm, so thick slices grow by fewer voxels); uint8 0/1."""
+    if margin_mm <= 0 or not mask.any():
+        return mask.astype(np.uint8)
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing([float(size) for size in spacing_mm])
+    distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return (sitk.GetArrayFromImage(distance) <= margin_mm).astype(np.uint8)
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
@@ -179,7 +200,7 @@ def predict_stack(
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
-    write_mask(mask, source, paths["mask"])
+    write_mask(grow_mask(mask, source.spacing_mm, options.margin_mm), source, paths["mask"])
     written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}
     if options.save_probabilities:
         written["probability"] = str(write_like(probability.astype(np.float32), source, paths["prob"]))
@@ -193,6 +214,7 @@ def predict_stack(
         "brain_volume_ml": round(float(mask.sum() * np.prod(source.spacing_mm) / 1000.0), 3),
         "slices": int(mask.shape[0]),
         "flagged_slices": ";".join(str(index) for index in flagged_slices(mask, spread, options)),
+        "margin_mm": options.margin_mm,
     }
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -233,6 +232,28 @@ def _real_table(real: dict[str, pd.DataFrame], selection_ids: set[str]) -> str:
     return "\n".join(lines)
 
 
+def described_path(path: str | Path, work_dir: Path) -> str:
+    """``path`` as a packaged model's card and configs give it, naming no machine's folders: relative to the recipe's
+    work folder (``WORK_DIR/split/train.csv``), a relative path as given, else its last two parts
+    (``.../real_labelled/cohort.csv``)."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return "WORK_DIR/" + path.resolve().relative_to(work_dir.resolve()).as_posix()
+    except ValueError:
+        return ".../" + "/".join(path.parts[-2:])
+
+
+def portable_run_record(record: dict, work_dir: Path) -> dict:
+    """A run's ``config.json`` record with every path of its config given by :func:`described_path`."""
+    config = {
+        key: described_path(value, work_dir) if isinstance(value, str) and Path(value).is_absolute() else value
+        for key, value in record["config"].items()
+    }
+    return record | {"config": config}
+
+
 def _selection_ids(configs: dict[str, TrainConfig], split_dir: Path) -> tuple[set[str], list[str]]:
     """Ids of the stacks that chose any role's checkpoint when that was not the simulated validation split, and a
     sentence per selection cohort naming the roles it chose."""
@@ -244,7 +265,10 @@ def _selection_ids(configs: dict[str, TrainConfig], split_dir: Path) -> tuple[se
     for csv_path, roles in roles_by_csv.items():
         chosen = read_cohort(csv_path, require_segmentation=True)[ID_COLUMN]
         ids |= set(chosen)
-        sentences.append(f"the {' and '.join(roles)} checkpoints were chosen on `{csv_path}` ({', '.join(chosen)})")
+        sentences.append(
+            f"the {' and '.join(roles)} checkpoints were chosen on `{described_path(csv_path, split_dir.parent)}` "
+            f"({', '.join(chosen)})"
+        )
     return ids, sentences
 
 
@@ -317,7 +341,7 @@ Origins: localiser {facts["origins"]["localiser"]}; segmenter {facts["origins"][
 Localiser: {facts["epochs_run"]["localiser"]} epochs, best whole-volume validation Dice {facts["best_val_dice"]["localiser"]:.3f};
 segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs, best validation
 Dice on crops around the brain {facts["best_val_dice"]["segmenter"]:.3f} (the epochs kept; validated on
-{" and ".join(sorted({f"`{c.val_csv}`" for c in configs.values()}))}).
+{" and ".join(sorted({f"`{described_path(c.val_csv, facts['work_dir'])}`" for c in configs.values()}))}).
 
 ## Simulated test metrics
 
@@ -338,19 +362,20 @@ Simulation {facts["simulation_minutes"]:.1f} min, training {facts["training_minu
 {KNOWN_LIMITS}{SELECTION_LIMIT if recipe.selection_csv else ""}"""
 
 
-def _origin(run_dir: Path, given: bool) -> str:
+def _origin(run_dir: Path, given: bool, work_dir: Path) -> str:
     """Where a packaged role comes from, for the card."""
-    record = json.loads((run_dir / "config.json").read_text())
+    record = portable_run_record(json.loads((run_dir / "config.json").read_text()), work_dir)
     if not given:
         return "trained by this recipe on the split above"
     return (
-        f"packaged from the finished run `{run_dir}` (not trained by this recipe): trained on "
-        f"`{record['config']['train_csv']}` at git {record.get('git_commit')}, {record.get('created')}"
+        f"packaged from the finished run `{described_path(run_dir, work_dir)}` (not trained by this recipe): trained "
+        f"on `{record['config']['train_csv']}` at git {record.get('git_commit')}, {record.get('created')}"
     )
 
 
-def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filters: int):
-    """Write a run's best weights (without optimizer state) and its config into ``folder``; return the model."""
+def _package_role(run_root: Path, folder: Path, base_filters: int, work_dir: Path):
+    """Write a run's best weights (without optimizer state) and its config (paths made portable) into ``folder``;
+    return the model."""
     import keras
 
     from fetal_keras.models.networks import build_model
@@ -361,7 +386,7 @@ def _package_role(run_root: Path, config: TrainConfig, folder: Path, base_filter
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_output(folder / "model.keras") as temporary:
         packaged.save(temporary)
-    shutil.copyfile(run_root / "config.json", folder / "config.json")
+    write_json(folder / "config.json", portable_run_record(json.loads((run_root / "config.json").read_text()), work_dir))
     return packaged
 
 
@@ -484,7 +509,7 @@ def make_pretrained(
     print(f"[4/5] packaging the pair into {pair_folder(name, weights_dir)}")
     folder = pair_folder(name, weights_dir)
     models = {
-        role: _package_role(Path(config.run_dir), config, folder / role, recipe.base_filters)
+        role: _package_role(Path(config.run_dir), folder / role, recipe.base_filters, work_dir)
         for role, config in configs.items()
     }
     write_pair_file(folder, {role: f"{role}/model.keras" for role in PAIR_ROLES})
@@ -507,10 +532,13 @@ def make_pretrained(
         "split": {part: len(table) for part, table in splits.items()},
         "epochs_run": {role: len(history) for role, history in histories.items()},
         "best_val_dice": {role: float(history["val_volume_dice"].max()) for role, history in histories.items()},
-        "origins": {role: _origin(Path(config.run_dir), role in trained_runs) for role, config in configs.items()},
+        "origins": {
+            role: _origin(Path(config.run_dir), role in trained_runs, work_dir) for role, config in configs.items()
+        },
         "test": summarize(test),
         "real": real,
-        "real_csv": str(real_csv),
+        "real_csv": described_path(real_csv, work_dir) if real_csv else None,
+        "work_dir": work_dir,
         "selection": _selection_ids(configs, split_dir),
         **timings.values,
         "hardware": _hardware(),
