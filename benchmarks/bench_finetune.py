@@ -21,31 +21,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from fetal_keras.data.cohort import read_cohort
-from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-from fetal_keras.models.loading import load_predictor
-from fetal_keras.training.small_cohort import (
-    STARTS,
-    fine_tune_pair,
-    one_stack_per_orientation,
-    write_fine_tuning_split,
-)
+from fetal_keras.training.recipes import STARTS
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 
 
-def _setting(text: str) -> tuple[str, object]:
-    """``NAME=VALUE`` as (name, value): VALUE read as JSON, else kept as text (``schedule=cosine``)."""
-    if "=" not in text:
-        raise SystemExit(f"--set takes NAME=VALUE, got {text!r}.")
-    name, value = text.split("=", 1)
-    try:
-        return name, json.loads(value)
-    except ValueError:
-        return name, value
-
-
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"labelled cohort CSV (default: {DEFAULT_CSV})")
     parser.add_argument(
@@ -71,6 +53,35 @@ def main() -> None:
         "learning_rate_schedule=cosine",
     )
     parser.add_argument("--work", type=Path, default=None, help="keep runs and masks here (default: temporary)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
+from fetal_keras.models.loading import load_predictor
+from fetal_keras.training.small_cohort import (
+    fine_tune_pair,
+    one_stack_per_orientation,
+    write_fine_tuning_split,
+)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` as (name, value): VALUE read as JSON, else kept as text (``schedule=cosine``)."""
+    if "=" not in text:
+        raise SystemExit(f"--set takes NAME=VALUE, got {text!r}.")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if not args.csv.is_file():
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")

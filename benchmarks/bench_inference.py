@@ -24,6 +24,35 @@ import tempfile
 import time
 from pathlib import Path
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model", default=None, help="run folder, SavedModel folder or .keras file (default: untrained unet)"
+    )
+    parser.add_argument(
+        "--localiser", default=None, help="a localiser: also time the pair (localiser + --model) end to end"
+    )
+    parser.add_argument(
+        "--input", nargs="*", default=None, help="stacks to segment (default: one synthetic 22x320x320)"
+    )
+    parser.add_argument("--labels", nargs="*", default=None, help="reference masks, one per --input")
+    parser.add_argument(
+        "--pairs",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="packaged pairs (e.g. pretrained:v2 pretrained:v3) whose whole deploy is timed end to end on the same "
+        "stacks, each with its localiser on every slice and tiling: one row each",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per scheme (default: %(default)s)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
 import keras
 import numpy as np
 import SimpleITK as sitk
@@ -104,26 +133,7 @@ def packaged_pair_rows(specs: list[str], paths: list[Path], repeats: int) -> dic
 
 def main() -> None:
     """Time both schemes and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model", default=None, help="run folder, SavedModel folder or .keras file (default: untrained unet)"
-    )
-    parser.add_argument(
-        "--localiser", default=None, help="a localiser: also time the pair (localiser + --model) end to end"
-    )
-    parser.add_argument(
-        "--input", nargs="*", default=None, help="stacks to segment (default: one synthetic 22x320x320)"
-    )
-    parser.add_argument("--labels", nargs="*", default=None, help="reference masks, one per --input")
-    parser.add_argument(
-        "--pairs",
-        nargs="*",
-        default=[],
-        metavar="SPEC",
-        help="packaged pairs (e.g. pretrained:v2 pretrained:v3) whose whole deploy is timed end to end on the same "
-        "stacks, each with its localiser on every slice and tiling: one row each",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per scheme (default: %(default)s)")
+    parser = build_parser()
     args = parser.parse_args()
     if args.localiser and args.model is None:
         parser.error("--localiser needs --model (the segmenter to pair it with)")

@@ -25,6 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cohort", default=None, help="cohort CSV to read (default: write synthetic stacks)")
+    parser.add_argument("--stacks", type=int, default=6, help="synthetic stacks to write (default: %(default)s)")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per pipeline (default: %(default)s)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
 import numpy as np
 import SimpleITK as sitk
 import tensorflow as tf
@@ -94,10 +107,7 @@ def slabs_per_second(dataset: tf.data.Dataset, batches: int) -> float:
 
 def main() -> None:
     """Measure (a), (b), (c) and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cohort", default=None, help="cohort CSV to read (default: write synthetic stacks)")
-    parser.add_argument("--stacks", type=int, default=6, help="synthetic stacks to write (default: %(default)s)")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per pipeline (default: %(default)s)")
+    parser = build_parser()
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:

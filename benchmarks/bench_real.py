@@ -15,14 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
-from fetal_keras.deploy.predict import PredictOptions
-from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-from fetal_keras.models.loading import load_pair, load_predictor
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", default="pretrained", help="what `fetal-keras predict --model` takes (default: pretrained)"
@@ -38,9 +37,22 @@ def main() -> None:
         "--localiser-slab-step",
         type=int,
         choices=(1, 3),
-        default=PredictOptions().localiser_slab_step,
+        default=DEFAULT_LOCALISER_SLAB_STEP,
         help="a pair's localiser on every slice (1) or tiling slabs (3), as predict takes it (default: %(default)s)",
     )
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
+from fetal_keras.deploy.predict import PredictOptions
+from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
+from fetal_keras.models.loading import load_pair, load_predictor
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if not args.csv.is_file():
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")

@@ -12,6 +12,18 @@ import os
 import tempfile
 import time
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subjects", type=int, default=12, help="subjects of the small cohort (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
 from fetal_keras.simulate import SimulationSettings, simulate_cohort, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
@@ -20,9 +32,7 @@ TARGET_SECONDS = 60.0
 
 def main() -> None:
     """Time the cohort and one realistic stack, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subjects", type=int, default=12, help="subjects of the small cohort (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    parser = build_parser()
     args = parser.parse_args()
 
     settings = SimulationSettings(subjects=args.subjects, seed=0, preset="small")

@@ -18,3 +18,12 @@ NORMALISATIONS = ("zscore", "foreground")
 TASKS = ("whole", "localiser", "segmenter")
 # How the learning rate changes over a run: fixed, or annealed to 0 along a half cosine (over epochs or time budget).
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+# The simulated fetal brains: one adult template scaled down, or the fetal brain atlas's label maps.
+HEAD_ANATOMIES = ("icbm", "atlas")
+# Simulator presets (``fetal_keras.simulate.cohort.PRESETS`` holds their parameters).
+SIMULATION_PRESETS = ("small", "realistic")
+# What a cohort is checked for: training (segmentations required) or prediction.
+CHECK_PURPOSES = ("train", "predict")
+# A pair's localiser runs on every third slab by default: it only has to find the head, and its whole field of view
+# is most of a pair's deploy time (docs/sim_to_real.md, row 23).
+DEFAULT_LOCALISER_SLAB_STEP = 3

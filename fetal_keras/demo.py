@@ -38,6 +38,7 @@ def run_demo(
     epochs: int = 12,
     steps_per_epoch: int = 25,
     minutes: float | None = 8.0,
+    base_filters: int = 16,
 ) -> dict:
     """Run every step of the demo, printing where each output went.
 
@@ -48,6 +49,7 @@ def run_demo(
         epochs: training epochs.
         steps_per_epoch: training batches (of 10 slabs) per epoch.
         minutes: training time budget: stop after the last epoch that fits (None: all epochs).
+        base_filters: filters of the U-Net's first level (doubling at each level below).
 
     Returns:
         The summary also written to ``out_dir/summary.json``.
@@ -81,6 +83,7 @@ def run_demo(
         steps_per_epoch=steps_per_epoch,
         seed=seed,
         max_minutes=minutes,
+        base_filters=base_filters,
     )
     training_start = time.perf_counter()
     result = train(config, verbose=2)

@@ -1,7 +1,6 @@
 import json
 import re
 import zipfile
-from pathlib import Path
 
 import matplotlib
 

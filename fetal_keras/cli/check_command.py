@@ -6,12 +6,7 @@ import argparse
 from collections import Counter
 from dataclasses import asdict
 
-import pandas as pd
-
-from fetal_keras.data.check import PURPOSES, CheckOptions, check_cohort
-from fetal_keras.data.labels import parse_label_values
-from fetal_keras.data.problems import Severity
-from fetal_keras.files import atomic_output
+from fetal_keras.choices import CHECK_PURPOSES
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--csv", required=True, help="cohort CSV with columns iFIND_id,image,segmentation")
     parser.add_argument(
         "--purpose",
-        choices=PURPOSES,
+        choices=CHECK_PURPOSES,
         default="train",
         help="train: segmentations required, empty masks warned about; predict: segmentations optional "
         "(default: %(default)s)",
@@ -48,6 +43,13 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``check`` and print one line per problem, then a summary."""
+    import pandas as pd
+
+    from fetal_keras.data.check import CheckOptions, check_cohort
+    from fetal_keras.data.labels import parse_label_values
+    from fetal_keras.data.problems import Severity
+    from fetal_keras.files import atomic_output
+
     options = CheckOptions(
         purpose=args.purpose,
         brain_labels=parse_label_values(args.brain_labels),

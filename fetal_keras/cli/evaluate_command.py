@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetal_keras.data.labels import parse_label_values
-from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
-from fetal_keras.files import atomic_output, ensure_not_input, write_json
-
 
 def add_parser(subparsers) -> None:
     """Register ``evaluate``."""
@@ -31,6 +27,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; exit 1 when some stack could not be evaluated."""
+    from fetal_keras.data.labels import parse_label_values
+    from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
+    from fetal_keras.files import atomic_output, ensure_not_input, write_json
+
     out = Path(args.out)
     summary_path = out.with_name(f"{out.stem}_summary.json")
     ensure_not_input(out, [args.csv])

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fetal_keras.training.small_cohort import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
+from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
 
 
 def add_parser(subparsers) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
-from fetal_keras.files import id_from_filename
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
 
 BIDS_DEFAULTS = {"out_derivatives": "fetal_keras", "suffix": "T2w"}
 
@@ -86,7 +85,7 @@ def add_parser(subparsers) -> None:
         "--localiser-slab-step",
         type=int,
         choices=(1, 3),
-        default=3,
+        default=DEFAULT_LOCALISER_SLAB_STEP,
         help="--slab-step of a pair's localiser, which only has to find the head (default: %(default)s: its whole "
         "field of view is most of a pair's time)",
     )
@@ -122,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if bids_only:
         raise ValueError(f"{', '.join(bids_only)} only apply with --bids.")
+    from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
+    from fetal_keras.files import id_from_filename
+
     if args.csv:
         table = read_cohort(args.csv)
         stacks = list(zip(table[ID_COLUMN], table[IMAGE_COLUMN], strict=True))

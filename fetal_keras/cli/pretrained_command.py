@@ -10,10 +10,9 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
-    from fetal_keras.choices import AUGMENTATIONS, SURROUNDINGS
+    from fetal_keras.choices import AUGMENTATIONS, HEAD_ANATOMIES, SURROUNDINGS
     from fetal_keras.models.pretrained import RECIPE_PAIR_NAME
-    from fetal_keras.simulate.head import HEAD_ANATOMIES
-    from fetal_keras.training.make_pretrained import PretrainedRecipe
+    from fetal_keras.training.recipes import PretrainedRecipe
 
     defaults = PretrainedRecipe()
     parser = subparsers.add_parser(
@@ -167,7 +166,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Make the pretrained pair, or its QC figure."""
     from fetal_keras.models.pretrained import WEIGHTS_DIR
-    from fetal_keras.training.make_pretrained import PretrainedRecipe, make_pretrained
+    from fetal_keras.training.make_pretrained import make_pretrained
+    from fetal_keras.training.recipes import PretrainedRecipe
 
     weights_dir = Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     if args.qc_figure:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fetal_keras.simulate import PRESETS, SimulationSettings, simulate_cohort
-from fetal_keras.simulate.head import HEAD_ANATOMIES
+from fetal_keras.choices import HEAD_ANATOMIES, SIMULATION_PRESETS
 
 
 def add_parser(subparsers) -> None:
@@ -29,7 +28,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=SIMULATION_PRESETS,
         default="small",
         help="small: reduced size for tests and demos; realistic: clinical stack sizes (default: %(default)s)",
     )
@@ -75,6 +74,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``simulate``."""
+    from fetal_keras.simulate import SimulationSettings, simulate_cohort
+
     settings = SimulationSettings(
         subjects=args.subjects,
         stacks_per_subject=args.stacks_per_subject,

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from fetal_keras.data.cohort import read_cohort
-from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
-from fetal_keras.files import ensure_not_input
-
 
 def add_parser(subparsers) -> None:
     """Register ``split``."""
@@ -42,6 +38,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``split`` and print the size of each set."""
+    from fetal_keras.data.cohort import read_cohort
+    from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
+    from fetal_keras.files import ensure_not_input
+
     settings = SplitSettings(args.val, args.test, args.seed, args.folds, args.group_by)
     table = read_cohort(args.csv)
     splits = make_splits(table, settings)

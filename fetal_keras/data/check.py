@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fetal_keras.choices import CHECK_PURPOSES
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN, load_table, table_problems
 from fetal_keras.data.io import Stack, StackReadError, read_stack
 from fetal_keras.data.labels import brain_mask_from_labels, label_value_problem
 from fetal_keras.data.problems import Problem, Severity
 
-PURPOSES = ("train", "predict")
+PURPOSES = CHECK_PURPOSES
 
 
 @dataclass(frozen=True)

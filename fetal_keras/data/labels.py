@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fetal_keras.data.io import read_stack
-
 
 def parse_label_values(text: str | None) -> tuple[int, ...] | None:
     """Parse a comma-separated list of integer label values such as ``"2"`` or ``"0,2,9,10"``.
@@ -81,4 +79,6 @@ def read_brain_mask(segmentation_path: str | Path, brain_labels: Sequence[int] |
     Raises:
         FileNotFoundError / ValueError: if the file is missing or cannot be read as a stack (named in the message).
     """
+    from fetal_keras.data.io import read_stack  # SimpleITK only where a file is read: the CLI parses labels without it
+
     return brain_mask_from_labels(read_stack(segmentation_path).array, brain_labels)

@@ -21,6 +21,7 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
 from fetal_keras.data.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
 from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
@@ -74,7 +75,7 @@ class PredictOptions:
     batch_size: int = 4
     sliding_window: bool = False
     slab_step: int = 1
-    localiser_slab_step: int = 3
+    localiser_slab_step: int = DEFAULT_LOCALISER_SLAB_STEP
     qc_area_ratio: float = 2.0
     qc_min_area_px: int = 50
     qc_uncertainty: float = 0.15

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from fetal_keras.choices import HEAD_ANATOMIES
 from fetal_keras.simulate.atlas import TISSUE_TABLE, growth_factor, nearest_atlas_brain
 from fetal_keras.simulate.growth import HeadBiometry, biparietal_diameter_mm
 from fetal_keras.simulate.priors import load_brain_prior
 from fetal_keras.simulate.tissues import PARENCHYMA, Tissue
 
-HEAD_ANATOMIES = ("icbm", "atlas")
 # Atlas heads: how much the ventricles grow (> 0) or shrink (< 0), in mm, drawn uniformly: the atlas's spina bifida
 # ventricles are larger than typical, so mostly shrunk.
 ATLAS_VENTRICLE_CHANGE_MM = (-2.5, 1.0)

@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,7 @@ from fetal_keras.models.pretrained import (
 )
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 from fetal_keras.training.config import TrainConfig, provenance
+from fetal_keras.training.recipes import PretrainedRecipe
 
 SELECTION_LIMIT = """\
 - Each role's checkpoint was chosen on real labelled stacks (starred above; for v2 three stacks of one fetus from
@@ -55,83 +56,6 @@ KNOWN_LIMITS = """\
   component. Check every mask (`fetal-keras predict --tta` writes uncertainty maps and QC flags) before
   slice-to-volume reconstruction.
 """
-
-
-@dataclass(frozen=True)
-class PretrainedRecipe:
-    """How the pretrained pair is made.
-
-    Attributes:
-        subjects: simulated fetuses with images (3 stacks each, T2 contrast). With a bank (``bank_subjects``) they
-            only validate (a third of them, at least one) and test (the rest); without one they are also split
-            for training (70/15/15 %).
-        bank_subjects: fetuses of the training bank: label maps and masks only (``SimulationSettings.labels_only``),
-            one stack each, orientations cycling; every training image is rendered from them. 0: train on the
-            ``subjects`` cohort's training split (the v2 recipe).
-        preset: simulator preset (``realistic``: clinical matrix and field of view).
-        seed: seed of the bank, split and training; the imaged cohort's is ``seed + 1000``.
-        localiser_epochs, segmenter_epochs: at most this many epochs per role (an epoch count, unlike a time
-            budget, does not depend on how busy the machine is).
-        localiser_minutes, segmenter_minutes: a time budget per role on top; training stops after the last epoch
-            that fits.
-        steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
-        localiser_spacing_mm: the localiser's in-plane spacing. 1.1 mm, not the 3 mm a localiser defaults to: trained
-            on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
-            while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
-        random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``;
-            ``distractors`` adds fluid-filled round structures of brain size beside the head).
-        head_anatomy: the simulated fetuses' brains (``SimulationSettings.head_anatomy``: ``icbm`` or ``atlas``).
-        ga_range_weeks: gestational ages of the bank and the imaged fetuses (18-38 weeks since v3: the youngest
-            real fetuses were where v2's masks were too small).
-        augmentation: the training augmentation (``TrainConfig.augmentation``; ``anatomy`` also scales each in-plane
-            axis, shears and warps every slab: a new anatomy for every example).
-        selection_csv: a labelled cohort on which each role's checkpoint is chosen instead of the simulated
-            validation split; never trained on. The card names it and stars its stacks. None (the default since v3):
-            the simulated validation split chooses, so that real stacks stay an honest measure.
-        monitor_csv: labelled (e.g. real) stacks measured at every validation (``TrainConfig.monitor_csv``): the
-            real-Dice-over-training curve; never trained on, never choosing.
-    """
-
-    subjects: int = 3
-    bank_subjects: int = 300
-    preset: str = "realistic"
-    seed: int = 3000
-    localiser_epochs: int = 8
-    segmenter_epochs: int = 12
-    localiser_minutes: float = 25.0
-    segmenter_minutes: float = 25.0
-    steps_per_epoch: int = 100
-    validation_every: int = 1
-    base_filters: int = 16
-    localiser_spacing_mm: float = 1.1
-    random_surroundings: str = "distractors"
-    head_anatomy: str = "atlas"
-    ga_range_weeks: tuple[float, float] = (18.0, 38.0)
-    augmentation: str = "anatomy"
-    selection_csv: str | None = None
-    monitor_csv: str | None = None
-
-    def config(self, role: str, split_dir: Path, run_dir: Path, bank_csv: Path | None = None) -> TrainConfig:
-        """The training config of ``role`` (``"localiser"`` or ``"segmenter"``), trained on ``bank_csv`` when
-        given, else on the split's training set."""
-        return TrainConfig(
-            str(bank_csv or split_dir / "train.csv"),
-            self.selection_csv or str(split_dir / "val.csv"),
-            str(run_dir),
-            base_filters=self.base_filters,
-            epochs=self.localiser_epochs if role == "localiser" else self.segmenter_epochs,
-            steps_per_epoch=self.steps_per_epoch,
-            validation_every=self.validation_every,
-            seed=self.seed,
-            max_minutes=self.localiser_minutes if role == "localiser" else self.segmenter_minutes,
-            image_source="labels",
-            random_surroundings=self.random_surroundings,
-            augmentation=self.augmentation,
-            normalisation="foreground",
-            task=role,
-            target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
-            monitor_csv=self.monitor_csv,
-        )
 
 
 def _simulated(settings: SimulationSettings, folder: Path, workers: int | None) -> Path:
@@ -386,7 +310,9 @@ def _package_role(run_root: Path, folder: Path, base_filters: int, work_dir: Pat
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_output(folder / "model.keras") as temporary:
         packaged.save(temporary)
-    write_json(folder / "config.json", portable_run_record(json.loads((run_root / "config.json").read_text()), work_dir))
+    write_json(
+        folder / "config.json", portable_run_record(json.loads((run_root / "config.json").read_text()), work_dir)
+    )
     return packaged
 
 

@@ -20,19 +20,8 @@ from fetal_keras.files import atomic_output
 from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, write_pair_file
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
+from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
 
-STARTS = ("pretrained", "scratch")
-# Training settings for a few real stacks (docs/finetune.md has the evidence): many small updates within the budget,
-# no validation passes (they cost budget), the last epoch kept.
-SMALL_COHORT_RECIPE = {
-    "learning_rate": 1e-3,
-    "batch_size": 5,
-    "steps_per_epoch": 25,
-    "epochs": 1000,  # the time budget ends training
-    "validation_every": 1000,
-}
-# Share of the time budget each role gets.
-ROLE_SHARES = {"localiser": 0.5, "segmenter": 0.5}
 ORIENTATIONS = ("sagittal", "coronal", "axial")
 
 
