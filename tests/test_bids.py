@@ -192,3 +192,28 @@ def test_the_shared_real_dataset_reads_as_its_cohort_csv():
     assert table["image"].tolist() == shipped["image"].tolist()
     assert table["segmentation"].tolist() == shipped["segmentation"].tolist()
     assert table["subject"].tolist() == shipped["subject"].tolist()
+
+
+def test_evaluate_scores_one_derivatives_dataset_against_another(bids_dataset, tmp_path, capsys):
+    reference = bids_dataset / "derivatives" / "manual_masks"
+    shutil.copytree(reference, bids_dataset / "derivatives" / "copy")
+    (bids_dataset / "derivatives" / "copy" / "sub-03" / "anat" / "sub-03_desc-brain_mask.nii.gz").unlink()
+    out = tmp_path / "metrics.csv"
+    command = ["evaluate", "--bids", str(bids_dataset), "--out", str(out), "--quiet"]
+    # sub-03 has a reference mask but none to score: reported, not evaluated (exit 1); the other four are identical.
+    assert main(command + ["--masks", "derivatives/copy", "--reference", "derivatives/manual_masks"]) == 1
+    metrics = pd.read_csv(out, keep_default_na=False).set_index("iFIND_id")
+    assert len(metrics) == 5 and "sub-02_acq-haste_run-2" not in metrics.index, (
+        "stacks without a reference are left out"
+    )
+    assert metrics.drop(index="sub-03")["dice"].astype(float).eq(1.0).all()
+    assert "no mask to score" in metrics.loc["sub-03", "error"]
+    capsys.readouterr()
+    # The other way round, sub-03's mask has no reference: refused, naming it.
+    assert main(command + ["--masks", "derivatives/manual_masks", "--reference", "derivatives/copy"]) == 2
+    assert "have no reference mask in derivatives/copy: sub-03" in capsys.readouterr().err
+    plain = ["evaluate", "--csv", "c.csv", "--pred-dir", "p", "--out", str(out)]
+    assert main(plain + ["--masks", "derivatives/copy"]) == 2
+    assert "--masks only apply with --bids" in capsys.readouterr().err
+    assert main(command + ["--masks", "derivatives/copy"]) == 2
+    assert "--bids needs --reference" in capsys.readouterr().err

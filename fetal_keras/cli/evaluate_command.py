@@ -13,10 +13,22 @@ def add_parser(subparsers) -> None:
         help="compare predicted masks with a labelled cohort",
         description="Per stack: Dice, Jaccard, HD95 and ASSD in mm, sensitivity, precision, true and predicted brain "
         "volume in ml, written to --out; the summary (mean, sd, median, stacks with Dice < 0.9) is printed and written "
-        "beside it as <out>_summary.json. Predictions are read from PRED_DIR/<iFIND_id>_mask.nii.gz.",
+        "beside it as <out>_summary.json. Predictions are read from PRED_DIR/<iFIND_id>_mask.nii.gz, or with --bids "
+        "from one derivatives dataset of a BIDS dataset, scored against another.",
     )
-    parser.add_argument("--csv", required=True, help="labelled cohort CSV (iFIND_id,image,segmentation)")
-    parser.add_argument("--pred-dir", required=True, help="folder of <iFIND_id>_mask.nii.gz predictions")
+    parser.add_argument("--csv", default=None, help="labelled cohort CSV (iFIND_id,image,segmentation)")
+    parser.add_argument("--pred-dir", default=None, help="folder of <iFIND_id>_mask.nii.gz predictions")
+    parser.add_argument(
+        "--bids",
+        default=None,
+        metavar="DATASET",
+        help="instead of --csv and --pred-dir: a BIDS dataset whose --masks derivatives are scored against its "
+        "--reference derivatives",
+    )
+    parser.add_argument("--masks", default=None, help="with --bids: derivatives to score, e.g. derivatives/fetal_keras")
+    parser.add_argument(
+        "--reference", default=None, help="with --bids: reference derivatives, e.g. derivatives/manual_masks"
+    )
     parser.add_argument("--out", required=True, help="metrics CSV to write, e.g. metrics.csv")
     parser.add_argument(
         "--brain-labels", default=None, help="label values that are brain in the segmentations (default: any non-zero)"
@@ -28,14 +40,19 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; exit 1 when some stack could not be evaluated."""
     from fetal_keras.data.labels import parse_label_values
-    from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
+    from fetal_keras.evaluation.evaluate import evaluate_bids, evaluate_cohort, summarize
     from fetal_keras.files import atomic_output, ensure_not_input, write_json
 
+    _check_sources(args)
     out = Path(args.out)
     summary_path = out.with_name(f"{out.stem}_summary.json")
-    ensure_not_input(out, [args.csv])
+    ensure_not_input(out, [args.csv] if args.csv else [])
+    brain_labels = parse_label_values(args.brain_labels)
+    if args.bids:
+        metrics = evaluate_bids(args.bids, args.masks, args.reference, brain_labels, progress=not args.quiet)
+    else:
+        metrics = evaluate_cohort(args.csv, args.pred_dir, brain_labels, progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
-    metrics = evaluate_cohort(args.csv, args.pred_dir, parse_label_values(args.brain_labels), progress=not args.quiet)
     summary = summarize(metrics)
     with atomic_output(out) as temporary:
         metrics.to_csv(temporary, index=False, float_format="%.6g")
@@ -54,3 +71,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"not evaluated: {row['iFIND_id']}: {row['error']}")
     print(f"Metrics: {out}; summary: {summary_path}")
     return 1 if summary["failed"] else 0
+
+
+def _check_sources(args: argparse.Namespace) -> None:
+    """Either --csv with --pred-dir, or --bids with --masks and --reference."""
+    if args.bids:
+        given = [flag for flag, value in (("--csv", args.csv), ("--pred-dir", args.pred_dir)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply with --bids (its masks are --masks and --reference).")
+        missing = [flag for flag, value in (("--masks", args.masks), ("--reference", args.reference)) if not value]
+        if missing:
+            raise ValueError(f"--bids needs {' and '.join(missing)} (derivatives folders of the dataset).")
+        return
+    bids_only = [flag for flag, value in (("--masks", args.masks), ("--reference", args.reference)) if value]
+    if bids_only:
+        raise ValueError(f"{', '.join(bids_only)} only apply with --bids.")
+    missing = [flag for flag, value in (("--csv", args.csv), ("--pred-dir", args.pred_dir)) if not value]
+    if missing:
+        raise ValueError(f"evaluate needs {' and '.join(missing)} (or --bids DATASET --masks A --reference B).")

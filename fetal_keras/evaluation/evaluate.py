@@ -20,6 +20,7 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
+from fetal_keras.data.bids import bids_cohort
 from fetal_keras.data.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.labels import brain_mask_from_labels
@@ -98,21 +99,54 @@ def evaluate_cohort(
     ``error`` column; the others are still evaluated.
     """
     table = read_cohort(csv_path, require_segmentation=True)
+    predictions = [str(output_paths(pred_dir, stack_id)["mask"]) for stack_id in table[ID_COLUMN]]
+    return evaluate_pairs(
+        list(zip(table[ID_COLUMN], table[SEGMENTATION_COLUMN], predictions, strict=True)), brain_labels, progress
+    )
+
+
+def evaluate_bids(
+    dataset: str | Path, masks: str | Path, reference: str | Path, brain_labels=None, progress: bool = True
+) -> pd.DataFrame:
+    """Metrics of the brain masks of one derivatives dataset (``masks``, e.g. ``derivatives/fetal_keras``) against
+    those of another (``reference``, e.g. ``derivatives/manual_masks``), stack by stack of the BIDS ``dataset``.
+
+    A stack with a reference mask but no mask to score gets NaN metrics and its reason, as in
+    :func:`evaluate_cohort`.
+
+    Raises:
+        ValueError: if ``masks`` holds no mask, or masks of stacks that have no reference mask (named).
+        FileNotFoundError, ValueError: as ``fetal_keras.data.bids.bids_cohort``.
+    """
+    scored = bids_cohort(dataset, masks).set_index(ID_COLUMN)[SEGMENTATION_COLUMN]
+    truth = bids_cohort(dataset, reference).set_index(ID_COLUMN)[SEGMENTATION_COLUMN]
+    if not (scored != "").any():
+        raise ValueError(f"{Path(dataset) / masks} holds no brain mask of any stack of {dataset}.")
+    unmatched = sorted(scored[(scored != "") & (truth == "")].index)
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} mask(s) of {masks} have no reference mask in {reference}: {', '.join(unmatched)}."
+        )
+    pairs = [(stack_id, path, scored[stack_id]) for stack_id, path in truth.items() if path]
+    return evaluate_pairs(pairs, brain_labels, progress)
+
+
+def evaluate_pairs(pairs: list[tuple[str, str, str]], brain_labels=None, progress: bool = True) -> pd.DataFrame:
+    """Metrics of each ``(stack id, segmentation path, predicted mask path)`` (an empty predicted path: no mask); a
+    failing pair gets NaN metrics and its reason in the ``error`` column."""
     rows = []
-    for _, row in tqdm(table.iterrows(), total=len(table), desc="evaluating", unit="stack", disable=not progress):
-        record = {
-            "iFIND_id": row[ID_COLUMN],
-            "prediction": str(output_paths(pred_dir, row[ID_COLUMN])["mask"]),
-            "error": "",
-        }
+    for stack_id, segmentation, prediction in tqdm(pairs, desc="evaluating", unit="stack", disable=not progress):
+        record = {"iFIND_id": stack_id, "prediction": str(prediction), "error": ""}
         try:
-            truth = read_stack(row[SEGMENTATION_COLUMN])
-            prediction = read_stack(record["prediction"])
-            differences = truth.geometry.differences(prediction.geometry)
+            if not prediction:
+                raise FileNotFoundError("no mask to score for this stack")
+            truth = read_stack(segmentation)
+            predicted = read_stack(prediction)
+            differences = truth.geometry.differences(predicted.geometry)
             if differences:
                 raise ValueError("prediction grid differs from the segmentation: " + "; ".join(differences))
             truth_mask = brain_mask_from_labels(truth.array, brain_labels)
-            record |= mask_metrics(prediction.array > 0, truth_mask, truth.geometry.spacing_mm)
+            record |= mask_metrics(predicted.array > 0, truth_mask, truth.geometry.spacing_mm)
         except (ValueError, FileNotFoundError) as error:
             record |= {name: math.nan for name in METRIC_COLUMNS} | {"error": str(error)}
         rows.append(record)
