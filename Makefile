@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo pretrained test test-fast test-slow-day lint install clean
+.PHONY: demo pretrained test test-fast test-slow-day lint install lab docs clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install everything
+
+lab: $(STAMP)  ## install JupyterLab and open the notebooks with this project's environment as their kernel
+	$(BIN)/python -m pip install --quiet -r requirements-lab.txt
+	$(BIN)/jupyter lab notebooks  # the notebooks' python3 kernel is this .venv's Python
 
 demo: $(STAMP)  ## the main job end to end, on CPU, in minutes
 	$(BIN)/fetal-keras demo --out results/demo
