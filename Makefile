@@ -26,6 +26,9 @@ pretrained: $(STAMP)  ## train the current recipe's localiser + segmenter pair (
 	$(BIN)/fetal-keras pretrained --work-dir results/pretrained  # writes fetal_keras/weights/fetal_pair_sim_v3 (the packaged v1 and v2 stay)
 	$(BIN)/fetal-keras pretrained --qc-figure ../shared/data/real_unlabelled/*.nii.gz --qc-csv ../shared/data/real_labelled/cohort.csv
 
+docs: $(STAMP)  ## the documentation site into site/ (strict: a broken link or a missing page fails)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check fetal_keras tests benchmarks notebooks
 	$(BIN)/ruff format --check fetal_keras tests benchmarks notebooks

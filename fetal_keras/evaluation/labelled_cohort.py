@@ -26,7 +26,9 @@ def segment_and_score(
     """Segment every stack of a labelled cohort as ``fetal-keras predict`` does, then evaluate the masks.
 
     Args:
-        predictor, preprocess, description: what ``fetal_keras.models.loading.load_predictor`` returns.
+        predictor: the model or pair, as ``fetal_keras.models.loading.load_predictor`` returns it.
+        preprocess: its preprocessing (idem).
+        description: its description for the tables (idem).
         csv_path: a cohort CSV with segmentations.
         out_dir: where the masks are kept (default: a temporary folder, deleted afterwards).
         options: deploy options (TTA, post-processing; default ``PredictOptions()``).
