@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--minutes", type=float, default=10.0, help="training budget of each condition, both roles together (10)"
     )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="batches per role (the minutes then only bound them); default: none"
+    )
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=STARTS, help="starting weights to compare")
     parser.add_argument(
         "--train-ids",
@@ -97,7 +100,13 @@ def main() -> None:
             split = write_fine_tuning_split(cohort, train_ids, work / f"train_{size}")
             for start in args.starts:
                 pair = fine_tune_pair(
-                    split.train_csv, split.test_csv, work / f"train_{size}" / start, start, args.minutes, **settings
+                    split.train_csv,
+                    split.test_csv,
+                    work / f"train_{size}" / start,
+                    start,
+                    args.minutes,
+                    args.steps,
+                    **settings,
                 )
                 predictor, preprocess, description = load_predictor(pair)
                 table = segment_and_score(predictor, preprocess, description, split.test_csv)

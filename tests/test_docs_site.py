@@ -1,6 +1,7 @@
 """The documentation site builds in strict mode, and a broken link fails it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,21 @@ def test_the_site_builds_strictly_with_the_cli_reference_the_api_and_the_noteboo
         stream.write("\nSee [the missing page](no_such_page.md).\n")
     broken = _build(copy / "mkdocs.yml", tmp_path / "broken_site")
     assert broken.returncode != 0 and "no_such_page.md" in broken.stderr
+
+
+def test_the_readme_is_a_short_front_door_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert "make demo" in readme and "make test" in readme and "make lab" in readme and "make docs" in readme
+    for heading in (
+        "## Mask your stacks",
+        "## Train and fine-tune on your labels",
+        "## Notebooks",
+        "## Current results",
+    ):
+        assert heading in readme
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link.split("#")[0] for link in links if not link.startswith(("http", "#"))]
+    assert local and all((ROOT / link).exists() for link in local), [
+        link for link in local if not (ROOT / link).exists()
+    ]

@@ -131,7 +131,7 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
 
     out = tmp_path / "pair"
     argv = ["finetune", "--train-csv", train_val_csvs[0], "--val-csv", train_val_csvs[1], "--out", str(out)]
-    assert main(argv + ["--minutes", "0.01", "--batch-size", "2", "--seed", "0"]) == 0
+    assert main(argv + ["--steps", "2", "--batch-size", "2", "--seed", "0"]) == 0
     assert json.loads((out / "pair.json").read_text()) == {
         "localiser": "localiser/checkpoints/last.keras",
         "segmenter": "segmenter/checkpoints/last.keras",
@@ -140,8 +140,22 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
         record = json.loads((out / role / "config.json").read_text())
         assert record["config"]["task"] == role and record["initial_weights"]["path"].endswith(f"{role}/model.keras")
         assert record["config"]["seed"] == 0, "--seed 0 is a seed, not 'no seed given'"
+        assert (record["config"]["epochs"], record["config"]["steps_per_epoch"]) == (1, 2), "--steps 2 per role"
     summary = json.loads((out / "validation_summary.json").read_text())
     assert summary["stacks"] == 2 and 0.0 <= summary["mean_dice"] <= 1.0
     assert len(list((out / "validation_masks").glob("*_mask.nii.gz"))) == 2
     assert main(["predict", "--model", str(out), "--csv", train_val_csvs[1], "--out", str(tmp_path / "masks")]) == 0
     assert main(argv) == 2  # the folder holds a finished pair
+
+
+def test_a_step_budget_is_whole_epochs_of_the_recipe_and_minutes_only_bound_it(tmp_path):
+    from fetal_keras.training.small_cohort import role_config
+
+    csvs = ("train.csv", "val.csv")
+    config = role_config(*csvs, tmp_path / "run", "segmenter", "pretrained", 30.0, steps=60)
+    assert (config.epochs, config.steps_per_epoch, config.max_minutes) == (3, 25, 30.0)
+    assert (role_config(*csvs, tmp_path / "run", "localiser", "scratch", 30.0, steps=7).epochs, 1) == (1, 1)
+    timed = role_config(*csvs, tmp_path / "run", "localiser", "pretrained", 5.0)
+    assert timed.epochs == 1000, "without steps the time budget decides, as before"
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        role_config(*csvs, tmp_path / "run", "localiser", "pretrained", 5.0, steps=0)

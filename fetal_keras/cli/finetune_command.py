@@ -31,6 +31,13 @@ def add_parser(subparsers) -> None:
         "--minutes", type=float, default=10.0, help="training time of both roles together (default: %(default)s)"
     )
     parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train exactly this many batches per role (the same seed then gives the same weights on one machine); "
+        "--minutes becomes an upper bound (default: none, the --minutes budget decides)",
+    )
+    parser.add_argument(
         "--start", choices=STARTS, default="pretrained", help="starting weights of both roles (default: %(default)s)"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
@@ -49,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {
         name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value is not None
     }
-    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, **settings)
+    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, **settings)
     predictor, preprocess, description = load_predictor(out)
     table = segment_and_score(predictor, preprocess, description, args.val_csv, out / "validation_masks")
     summary = summarise(table)

@@ -8,6 +8,7 @@ settings is the command-line equivalent.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +80,28 @@ def write_fine_tuning_split(cohort: pd.DataFrame, train_ids: list[str], folder: 
 
 
 def role_config(
-    train_csv: str | Path, val_csv: str | Path, run_dir: Path, role: str, start: str, minutes: float, **settings
+    train_csv: str | Path,
+    val_csv: str | Path,
+    run_dir: Path,
+    role: str,
+    start: str,
+    minutes: float,
+    steps: int | None = None,
+    **settings,
 ) -> TrainConfig:
     """The config of one role: the packaged role's network and preprocessing, its weights only when ``start`` is
     ``"pretrained"``, the small-cohort recipe, ``minutes`` of training. The recipe never validates during training
-    (``validation_every``) and keeps the last epoch: nothing is selected on ``val_csv``."""
+    (``validation_every``) and keeps the last epoch: nothing is selected on ``val_csv``.
+
+    ``steps``: train exactly this many batches (rounded up to whole epochs of at most the recipe's
+    ``steps_per_epoch``), so that the same seed gives the same weights on one machine; ``minutes`` is then only an
+    upper bound.
+    """
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}.")
+        per_epoch = min(settings.get("steps_per_epoch", SMALL_COHORT_RECIPE["steps_per_epoch"]), steps)
+        settings = settings | {"steps_per_epoch": per_epoch, "epochs": math.ceil(steps / per_epoch)}
     config = fine_tuning_config(
         str(train_csv),
         str(val_csv),
@@ -97,9 +115,16 @@ def role_config(
 
 
 def fine_tune_pair(
-    train_csv: str | Path, val_csv: str | Path, folder: str | Path, start: str, minutes: float, **settings
+    train_csv: str | Path,
+    val_csv: str | Path,
+    folder: str | Path,
+    start: str,
+    minutes: float,
+    steps: int | None = None,
+    **settings,
 ) -> Path:
-    """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each) into
+    """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each; with ``steps``,
+    that many batches per role, the minutes only an upper bound) into
     ``folder/localiser/`` and ``folder/segmenter/``, and write ``folder/pair.json`` naming their last checkpoints.
     Rerun the same call after an interruption: a finished role is kept, an interrupted one resumes (with a fresh
     time budget).
@@ -123,7 +148,7 @@ def fine_tune_pair(
     roles = {}
     for role in PAIR_ROLES:
         run = RunFolder(folder / role)
-        config = role_config(train_csv, val_csv, run.root, role, start, minutes * ROLE_SHARES[role], **settings)
+        config = role_config(train_csv, val_csv, run.root, role, start, minutes * ROLE_SHARES[role], steps, **settings)
         if not (run.finished and TrainConfig.load(run.config) == config):  # train() refuses other settings
             keras.backend.clear_session()
             train(config, verbose=2)
