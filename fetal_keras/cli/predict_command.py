@@ -174,6 +174,13 @@ def _report(table, predictions_csv: Path) -> int:
         print(f"failed: {row['iFIND_id']} ({row['input']}): {row['error']}")
     model = table["model"].iloc[0] if len(table) else ""
     print(f"Segmented {len(table) - len(failed)} of {len(table)} stacks with {model}: {predictions_csv}")
+    suspect = table[(table["error"] == "") & table["qc_flag"].astype(bool)].sort_values("qc_score", ascending=False)
+    if len(suspect):
+        print(f"QC flagged {len(suspect)} of {len(table) - len(failed)} masks as likely wrong; look at them first:")
+        for _, row in suspect.iterrows():
+            print(f"  {row['iFIND_id']}: score {row['qc_score']:.2f} ({row['qc_reasons'].replace(';', ', ')})")
+    else:
+        print("QC flagged no mask as likely wrong.")
     return 1 if len(failed) else 0
 
 

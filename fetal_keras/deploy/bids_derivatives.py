@@ -159,7 +159,8 @@ def start_derivatives(folder: Path, model_description: str, overwrite: bool = Fa
 
 def sidecar(stack: BidsStack, dataset: Path, row: pd.Series, tta: bool, kind: str = "mask") -> dict:
     """The JSON sidecar of one output (``kind`` as in :data:`DERIVATIVE_ENDINGS`): its source stack (a BIDS URI),
-    model, TTA, QC-flagged slices, the mask's margin (``MaskMarginMM``) and seconds."""
+    model, TTA, QC-flagged slices, the stack's QC score, flag and reasons, the mask's margin (``MaskMarginMM``) and
+    seconds."""
     source = f"bids:{RAW_DATASET_LINK}:{stack.path.relative_to(dataset).as_posix()}"
     flagged = [int(index) for index in str(row["flagged_slices"]).split(";") if index not in ("", "nan")]
     return {
@@ -171,8 +172,19 @@ def sidecar(stack: BidsStack, dataset: Path, row: pd.Series, tta: bool, kind: st
         "ModelSHA256": model_checksums(row["model"]),
         "TTA": tta,
         "QCFlaggedSlices": flagged,
+        **(_stack_qc_fields(row) if kind == "mask" else {}),
         **({"MaskMarginMM": float(row["margin_mm"])} if kind == "mask" else {}),
         "Seconds": float(row["seconds"]),
+    }
+
+
+def _stack_qc_fields(row: pd.Series) -> dict:
+    """The stack's QC score, flag and reasons (``fetal_keras.deploy.stack_qc``) as sidecar fields."""
+    reasons = str(row["qc_reasons"])
+    return {
+        "QCScore": float(row["qc_score"]),
+        "QCFlag": bool(row["qc_flag"]),
+        "QCReasons": [reason for reason in reasons.split(";") if reason not in ("", "nan")],
     }
 
 

@@ -26,6 +26,7 @@ from fetal_keras.data.io import StackGeometry, StackReadError, read_geometry, wr
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
 from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
+from fetal_keras.deploy.stack_qc import stack_qc
 from fetal_keras.files import atomic_output, ensure_not_input, output_paths
 
 MAX_MARGIN_MM = 50.0
@@ -39,6 +40,9 @@ PREDICTION_COLUMNS = (
     "brain_volume_ml",
     "slices",
     "flagged_slices",
+    "qc_score",
+    "qc_flag",
+    "qc_reasons",
     "margin_mm",
     "model",
     "error",
@@ -200,6 +204,8 @@ def predict_stack(
         )
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
+    flagged = flagged_slices(mask, spread, options)
+    qc = stack_qc(mask, source.spacing_mm, probability, spread, focus, flagged)
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
     write_mask(grow_mask(mask, source.spacing_mm, options.margin_mm), source, paths["mask"])
     written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}
@@ -214,7 +220,10 @@ def predict_stack(
         "seconds": round(time.perf_counter() - start, 3),
         "brain_volume_ml": round(float(mask.sum() * np.prod(source.spacing_mm) / 1000.0), 3),
         "slices": int(mask.shape[0]),
-        "flagged_slices": ";".join(str(index) for index in flagged_slices(mask, spread, options)),
+        "flagged_slices": ";".join(str(index) for index in flagged),
+        "qc_score": qc.score,
+        "qc_flag": qc.flag,
+        "qc_reasons": ";".join(qc.reasons),
         "margin_mm": options.margin_mm,
     }
 

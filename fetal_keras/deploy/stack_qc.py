@@ -1,0 +1,147 @@
+"""A per-stack QC score: how likely a predicted brain mask is wrong, and the reasons that raised it.
+
+Each signal is a measurement of the mask (and of the model's probability, TTA spread and localiser head when
+given) with two limits: at or below ``start`` it says nothing; at ``certain`` and beyond it alone makes the stack
+suspect. Its part of the score rises linearly in between, and the stack's score is ``1 - prod(1 - part)``: 0 for a
+stack nothing is wrong with, 1 when one signal is certain. A stack is flagged when its score reaches
+``QcSettings.flag_score``; ``reasons`` names every signal past its ``start``. ``docs/qc.md`` explains each reason
+and how the limits were measured (``benchmarks/bench_qc.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Where a measurement starts to look wrong (``start``) and where it alone makes the stack suspect (``certain``);
+    ``certain`` below ``start`` means smaller is worse."""
+
+    start: float
+    certain: float
+
+    def part(self, value: float) -> float:
+        """The signal's part of the score, 0-1."""
+        return float(np.clip((value - self.start) / (self.certain - self.start), 0.0, 1.0))
+
+
+def _default_signals() -> dict[str, Signal]:
+    return {
+        # Intracranial volume of a fetal brain at 18-38 weeks is about 40-550 ml.
+        "small_volume": Signal(30.0, 10.0),  # ml
+        "large_volume": Signal(650.0, 1000.0),  # ml
+        # Share of the mask's in-plane outline on the edge of the field of view: a mask running off the image.
+        "fov_border_in_plane": Signal(0.0, 0.05),
+        # Area of the first or last slice's mask over the largest slice's: a head cut by the stack's slab.
+        "cut_through_plane": Signal(0.35, 0.8),
+        # Empty slices between the first and last slice of the mask.
+        "slice_gaps": Signal(0.0, 2.0),
+        # Share of the mask's slices whose area jumps against their neighbours' (``predict.flagged_slices``).
+        "area_jumps": Signal(0.15, 0.5),
+        # Share of the mask's voxels the model gave a probability below 0.8.
+        "low_confidence": Signal(0.3, 0.6),
+        # Mean TTA standard deviation over the mask (with --tta only).
+        "tta_disagreement": Signal(0.06, 0.2),
+        # Longest over shortest principal axis of the mask in mm: a brain is about 1.2-1.5.
+        "elongated_shape": Signal(2.0, 3.0),
+        # |log| of the mask's volume over the localiser head's (pairs only): the two disagree on the head.
+        "localiser_disagreement": Signal(float(np.log(2.0)), float(np.log(5.0))),
+    }
+
+
+@dataclass(frozen=True)
+class QcSettings:
+    """The signals' limits and the score at which a stack is flagged."""
+
+    signals: dict[str, Signal] = field(default_factory=_default_signals)
+    flag_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class StackQc:
+    """QC of one stack: ``score`` 0-1 (higher = more likely wrong), ``flag``, the ``reasons`` past their start and
+    every measured value."""
+
+    score: float
+    flag: bool
+    reasons: tuple[str, ...]
+    values: dict[str, float]
+
+
+def _outline_on_border(mask: np.ndarray) -> float:
+    """Share of the mask's in-plane outline voxels that lie on the first or last row or column."""
+    inner = np.zeros_like(mask, dtype=bool)
+    inner[:, 1:-1, 1:-1] = (
+        mask[:, 1:-1, 1:-1] & mask[:, :-2, 1:-1] & mask[:, 2:, 1:-1] & mask[:, 1:-1, :-2] & mask[:, 1:-1, 2:]
+    )
+    outline = mask & ~inner
+    edge = np.zeros_like(mask, dtype=bool)
+    edge[:, [0, -1], :] = True
+    edge[:, :, [0, -1]] = True
+    return float((outline & edge).sum() / max(outline.sum(), 1))
+
+
+def _elongation(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
+    """Longest over shortest principal axis of the mask, in physical space (SimpleITK's shape statistics)."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing([float(size) for size in spacing_mm])
+    statistics = sitk.LabelShapeStatisticsImageFilter()
+    statistics.Execute(image)
+    moments = np.sqrt(np.maximum(statistics.GetPrincipalMoments(1), 0.0))
+    return float(moments.max() / max(moments.min(), 1e-6))
+
+
+def stack_qc(
+    mask: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    probability: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
+    head: np.ndarray | None = None,
+    flagged_slices: list[int] | tuple[int, ...] = (),
+    settings: QcSettings | None = None,
+) -> StackQc:
+    """QC of a predicted ``[z, y, x]`` brain mask on its stack's grid (voxel sizes ``spacing_mm`` in x, y, z order).
+
+    Args:
+        mask: the written mask (before any margin).
+        spacing_mm: voxel sizes (x, y, z) in mm.
+        probability: the model's brain probability on the same grid, if known.
+        spread: the TTA standard deviation on the same grid, if TTA ran.
+        head: the localiser's head on the same grid (pairs), if any.
+        flagged_slices: the slices ``fetal_keras.deploy.predict.flagged_slices`` flagged.
+        settings: limits (default ``QcSettings()``).
+
+    Returns:
+        The stack's QC; deterministic for the same inputs.
+    """
+    settings = settings or QcSettings()
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        return StackQc(1.0, True, ("no_brain_found",), {"volume_ml": 0.0})
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    volume_ml = float(mask.sum()) * voxel_ml
+    areas = mask.sum(axis=(1, 2))
+    present = np.flatnonzero(areas)
+    values = {
+        "small_volume": volume_ml,
+        "large_volume": volume_ml,
+        "fov_border_in_plane": _outline_on_border(mask),
+        "cut_through_plane": float(max(areas[0], areas[-1]) / areas.max()),
+        "slice_gaps": float((areas[present[0] : present[-1] + 1] == 0).sum()),
+        "area_jumps": float(len(flagged_slices) / len(present)),
+        "elongated_shape": _elongation(mask, spacing_mm),
+    }
+    if probability is not None:
+        values["low_confidence"] = float((probability[mask] < 0.8).mean())
+    if spread is not None:
+        values["tta_disagreement"] = float(spread[mask].mean())
+    if head is not None and np.asarray(head).any():
+        values["localiser_disagreement"] = abs(float(np.log(volume_ml / (float(np.count_nonzero(head)) * voxel_ml))))
+    parts = {name: settings.signals[name].part(value) for name, value in values.items()}
+    score = float(1.0 - np.prod([1.0 - part for part in parts.values()]))
+    reasons = tuple(name for name, part in parts.items() if part > 0.0)
+    return StackQc(round(score, 4), score >= settings.flag_score, reasons, values | {"volume_ml": volume_ml})

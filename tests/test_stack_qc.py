@@ -1,0 +1,92 @@
+"""The per-stack QC score: each reason fires on a stack made to show it, and none on a good simulated stack."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from fetal_keras.deploy.stack_qc import stack_qc
+from fetal_keras.simulate import SimulationSettings, simulate_stack
+from fetal_keras.simulate.cohort import simulate_subject
+
+
+@pytest.fixture(scope="module")
+def good():
+    """A simulated stack's true brain mask, its spacing and a confident probability (0.97 inside, soft outline)."""
+    settings = SimulationSettings(subjects=1, seed=5, ga_range_weeks=(28.0, 28.0), motion=False)
+    stack = simulate_stack(settings, simulate_subject(settings, 0), 0)
+    mask = stack.mask.astype(bool)
+    probability = np.clip(ndimage.gaussian_filter(mask.astype(float), (0.0, 0.7, 0.7)) * 1.05, 0.0, 0.99)
+    return mask, stack.geometry.spacing_mm, probability
+
+
+def test_a_good_stack_raises_nothing_and_the_score_is_deterministic(good):
+    mask, spacing, probability = good
+    first = stack_qc(mask, spacing, probability, np.zeros(mask.shape), mask)
+    assert first.reasons == () and first.score == 0.0 and not first.flag, first.values
+    assert stack_qc(mask, spacing, probability, np.zeros(mask.shape), mask) == first
+
+
+def _slices_with_brain(mask):
+    return np.flatnonzero(mask.any(axis=(1, 2)))
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "small_volume",
+        "large_volume",
+        "fov_border_in_plane",
+        "cut_through_plane",
+        "slice_gaps",
+        "area_jumps",
+        "low_confidence",
+        "tta_disagreement",
+        "elongated_shape",
+        "localiser_disagreement",
+    ],
+)
+def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
+    mask, spacing, probability = good
+    mask, probability = mask.copy(), probability.copy()
+    spread, head, flagged = np.zeros(mask.shape), mask.copy(), []
+    present = _slices_with_brain(mask)
+    if reason == "small_volume":  # 2 middle slices of the brain only
+        keep = np.zeros(mask.shape[0], bool)
+        keep[present[len(present) // 2] : present[len(present) // 2] + 1] = True
+        mask &= keep[:, None, None]
+        head = mask.copy()
+    elif reason == "large_volume":  # the brain grown by 45 mm in-plane
+        mask = ndimage.binary_dilation(mask, np.ones((1, 3, 3)), iterations=int(45 / spacing[0]))
+        probability, head = np.where(mask, 0.97, 0.0), mask.copy()
+    elif reason == "fov_border_in_plane":  # the field of view cut through the brain's right half
+        columns = np.flatnonzero(mask.any(axis=(0, 1)))
+        cut = (columns[0] + columns[-1]) // 2
+        mask, probability, head = mask[:, :, :cut], probability[:, :, :cut], head[:, :, :cut]
+        spread = spread[:, :, :cut]
+    elif reason == "cut_through_plane":  # the slab starts in the middle of the brain
+        middle = present[len(present) // 2]
+        mask, probability, head, spread = (array[middle:] for array in (mask, probability, head, spread))
+    elif reason == "slice_gaps":
+        mask[present[len(present) // 2]] = False
+    elif reason == "area_jumps":
+        flagged = list(present[::2])
+    elif reason == "low_confidence":
+        probability = np.where(mask, 0.6, 0.0)
+    elif reason == "tta_disagreement":
+        spread = np.where(mask, 0.25, 0.0)
+    elif reason == "elongated_shape":  # a long thin bar instead of a brain
+        mask = np.zeros_like(mask)
+        mask[present[0] : present[-1] + 1, 50:56, 10:-10] = True
+        probability, head = np.where(mask, 0.97, 0.0), mask.copy()
+    elif reason == "localiser_disagreement":  # the localiser's head is a tenth of the mask
+        head = np.zeros_like(mask)
+        head[present[len(present) // 2]] = mask[present[len(present) // 2]]
+    qc = stack_qc(mask, spacing, probability, spread, head, flagged)
+    assert reason in qc.reasons, (qc.reasons, qc.values)
+    assert qc.flag and qc.score >= 0.5, (qc.score, qc.values)
+
+
+def test_an_empty_mask_is_flagged_with_its_own_reason(good):
+    mask, spacing, _ = good
+    qc = stack_qc(np.zeros_like(mask), spacing)
+    assert qc.flag and qc.score == 1.0 and qc.reasons == ("no_brain_found",)
