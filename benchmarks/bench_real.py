@@ -2,7 +2,8 @@
 
 The number that decides between models and recipes (simulated Dice says little about real stacks). By default
 the six real T2 stacks of one fetus in ``../shared/data/real_labelled/`` (never trained on by the packaged model).
-Prints, per stack, Dice, HD95 (mm), predicted and true brain volume (ml) and seconds, then a summary; the last line
+Prints, per stack, Dice, HD95 (mm), predicted and true brain volume (ml), seconds and the QC score (* flagged) with
+its reasons, then a summary; the last line
 is one JSON object with ``mean_dice``, ``min_dice``, ``median_hd95_mm`` and ``seconds_per_stack``.
 
 Run: .venv/bin/python benchmarks/bench_real.py [--model pretrained|RUN|SAVED_MODEL|FILE.keras|PAIR] [--localiser LOC] [--csv COHORT]
@@ -72,15 +73,16 @@ def main() -> None:
         brain_labels,
     )
     print(f"model: {description}; TTA: {args.tta}; localiser slab step {args.localiser_slab_step}; cohort: {args.csv}")
-    print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}")
+    print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}{'QC':>6}  reasons")
     for row in table.itertuples():
         problem = row.error or row.error_predict
         print(
             f"{row.iFIND_id:<24}{row.dice:>8.3f}{row.hd95_mm:>10.1f}{row.predicted_volume_ml:>10.1f}"
-            f"{row.true_volume_ml:>10.1f}{row.seconds:>9.2f}" + (f"  ERROR {problem}" if problem else "")
+            f"{row.true_volume_ml:>10.1f}{row.seconds:>9.2f}{row.qc_score:>6.2f}{'*' if row.qc_flag else ' '} "
+            f"{row.qc_reasons if isinstance(row.qc_reasons, str) else ''}" + (f"  ERROR {problem}" if problem else "")
         )
     summary = {"model": description, "tta": args.tta, "localiser_slab_step": args.localiser_slab_step}
-    summary |= summarise(table)
+    summary |= summarise(table) | {"qc_flagged": [row.iFIND_id for row in table.itertuples() if row.qc_flag is True]}
     print(f"mean Dice {summary['mean_dice']}, min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm")
     print(json.dumps(summary))
 

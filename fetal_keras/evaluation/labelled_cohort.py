@@ -36,7 +36,8 @@ def segment_and_score(
 
     Returns:
         One row per stack: the metrics of ``fetal_keras.evaluation.evaluate`` (``dice``, ``hd95_mm``, volumes) and
-        ``seconds`` and ``error_predict`` from ``predictions.csv``.
+        ``seconds``, the QC columns (``qc_score``, ``qc_flag``, ``qc_reasons``) and ``error_predict`` from
+        ``predictions.csv``.
     """
     stacks = read_cohort(csv_path, require_segmentation=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -51,7 +52,8 @@ def segment_and_score(
             progress=False,
         )
         metrics = evaluate_cohort(csv_path, out, brain_labels, progress=False)
-    return metrics.merge(predictions[["iFIND_id", "seconds", "error"]], on="iFIND_id", suffixes=("", "_predict"))
+    columns = ["iFIND_id", "seconds", "qc_score", "qc_flag", "qc_reasons", "error"]
+    return metrics.merge(predictions[columns], on="iFIND_id", suffixes=("", "_predict"))
 
 
 def summarise(table: pd.DataFrame) -> dict:

@@ -1,0 +1,171 @@
+"""How well the per-stack QC score finds wrong masks: its ROC for "Dice < 0.8" on simulated stacks, easy to hard.
+
+Simulates four groups of stacks (``small`` preset, one fetus = 3 stacks): typical fetuses (20-38 weeks), unusual
+contrast (random tissue signals), young fetuses (18-22 weeks), and typical fetuses whose field of view is cut
+through the brain in-plane (the image and its mask cropped at the brain's middle column); masks them with a model
+(default: the packaged pair) with the code of ``fetal-keras predict``, scores each mask against the truth, and
+prints the ROC AUC of ``qc_score`` for Dice < 0.8, the operating point of ``qc_flag`` (flag rate, failures caught,
+false alarms) and each group's figures. Draws the ROC and the score against Dice into ``--figure``. The last line
+is one JSON object with the figures.
+
+Run: .venv/bin/python benchmarks/bench_qc.py [--per-group 15] [--model pretrained] [--tta] [--work DIR]
+     [--figure results/figures/qc_roc.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+FAILURE_DICE = 0.8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (built before the heavy imports, so that --help answers at once)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--per-group", type=int, default=15, help="stacks per group, a multiple of 3 (default: %(default)s)"
+    )
+    parser.add_argument("--model", default="pretrained", help="what `fetal-keras predict --model` takes")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation (adds the TTA signal)")
+    parser.add_argument("--seed", type=int, default=700, help="first simulation seed (default: %(default)s)")
+    parser.add_argument("--work", type=Path, default=None, help="keep stacks and masks here (default: temporary)")
+    parser.add_argument(
+        "--figure", type=Path, default=Path("results/figures/qc_roc.png"), help="ROC figure (PNG; a PDF beside it)"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from sklearn.metrics import RocCurveDisplay, roc_auc_score
+
+from fetal_keras.data.cohort import read_cohort
+from fetal_keras.deploy.predict import PredictOptions
+from fetal_keras.evaluation.labelled_cohort import segment_and_score
+from fetal_keras.models.loading import load_predictor
+from fetal_keras.simulate import SimulationSettings, simulate_cohort
+
+GROUPS = {
+    "typical": {},
+    "unusual contrast": {"domain_randomisation": True},
+    "young (18-22 weeks)": {"ga_range_weeks": (18.0, 22.0)},
+    "field of view cut": {},
+}
+
+
+def cut_field_of_view(csv_path: Path, folder: Path) -> Path:
+    """Crop every stack of a cohort (and its mask) in-plane at its brain's middle column; return the new CSV."""
+    table = read_cohort(csv_path, require_segmentation=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for row in table.itertuples():
+        image, mask = (sitk.ReadImage(str(path)) for path in (row.image, row.segmentation))
+        columns = np.flatnonzero(sitk.GetArrayViewFromImage(mask).any(axis=(0, 1)))
+        middle = int((columns[0] + columns[-1]) // 2) if len(columns) else image.GetSize()[0] // 2
+        paths = [folder / f"{row.iFIND_id}_{kind}.nii.gz" for kind in ("image", "mask")]
+        for volume, path in zip((image, mask), paths, strict=True):
+            sitk.WriteImage(volume[:middle, :, :], str(path))  # SimpleITK slicing keeps the geometry
+        rows.append({"iFIND_id": row.iFIND_id, "image": str(paths[0]), "segmentation": str(paths[1])})
+    pd.DataFrame(rows).to_csv(folder / "cohort.csv", index=False)
+    return folder / "cohort.csv"
+
+
+def simulated_groups(work: Path, per_group: int, seed: int) -> dict[str, Path]:
+    """The cohort CSV of each group."""
+    subjects = max(1, per_group // 3)
+    csvs = {}
+    for index, (name, settings) in enumerate(GROUPS.items()):
+        folder = work / f"group{index}"
+        cohort = SimulationSettings(subjects=subjects, seed=seed + index, preset="small", **settings)
+        csv_path = folder / "cohort.csv" if (folder / "cohort.csv").is_file() else simulate_cohort(cohort, folder)
+        csvs[name] = cut_field_of_view(csv_path, work / "cut") if name == "field of view cut" else csv_path
+    return csvs
+
+
+def draw(table: pd.DataFrame, failed: np.ndarray, figure: Path) -> None:
+    """The ROC of the score for failures, and the score against Dice with the flag limit."""
+    fig, (roc_ax, scatter_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
+    if 0 < failed.sum() < len(failed):
+        RocCurveDisplay.from_predictions(failed, table["qc_score"], ax=roc_ax, name="qc_score")
+    roc_ax.set_title(f"failures: Dice < {FAILURE_DICE} ({int(failed.sum())} of {len(failed)})")
+    for group, rows in table.groupby("group", sort=False):
+        scatter_ax.scatter(rows["dice"], rows["qc_score"], label=group, s=18)
+    scatter_ax.axvline(FAILURE_DICE, color="grey", linestyle=":")
+    scatter_ax.axhline(0.5, color="grey", linestyle="--", label="flag limit")
+    scatter_ax.set(xlabel="Dice against the simulated truth", ylabel="qc_score", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    scatter_ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=120)
+    fig.savefig(figure.with_suffix(".pdf"))
+    plt.close(fig)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    predictor, preprocess, description = load_predictor(args.model)
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        tables = []
+        for group, csv_path in simulated_groups(work, args.per_group, args.seed).items():
+            scored = segment_and_score(
+                predictor, preprocess, description, csv_path, work / "masks" / group, PredictOptions(tta=args.tta)
+            )
+            tables.append(scored.assign(group=group))
+    table = pd.concat(tables, ignore_index=True)
+    table = table[(table["error"] == "") & (table["error_predict"].fillna("") == "")]
+    failed = (table["dice"] < FAILURE_DICE).to_numpy()
+    flagged = table["qc_flag"].astype(bool).to_numpy()
+    auc = float(roc_auc_score(failed, table["qc_score"])) if 0 < failed.sum() < len(failed) else None
+    figures = {
+        "model": description,
+        "stacks": int(len(table)),
+        "failures": int(failed.sum()),
+        "roc_auc": None if auc is None else round(auc, 3),
+        "flag_rate": round(float(flagged.mean()), 3),
+        "failures_caught": int((flagged & failed).sum()),
+        "false_alarms": int((flagged & ~failed).sum()),
+        "groups": {
+            group: {
+                "stacks": int(len(rows)),
+                "mean_dice": round(float(rows["dice"].mean()), 3),
+                "failures": int((rows["dice"] < FAILURE_DICE).sum()),
+                "flagged": int(rows["qc_flag"].astype(bool).sum()),
+            }
+            for group, rows in table.groupby("group", sort=False)
+        },
+        "reasons": table["qc_reasons"]
+        .fillna("")
+        .str.split(";")
+        .explode()
+        .replace("", np.nan)
+        .dropna()
+        .value_counts()
+        .to_dict(),
+    }
+    for row in table.sort_values("qc_score", ascending=False).itertuples():
+        print(
+            f"{row.group:<22}{row.iFIND_id:<18} Dice {row.dice:.3f}  QC {row.qc_score:.2f}{'*' if row.qc_flag else ' '} {row.qc_reasons}"
+        )
+    print(
+        f"{figures['stacks']} stacks, {figures['failures']} with Dice < {FAILURE_DICE}: ROC AUC {figures['roc_auc']}; "
+        f"flagged {flagged.sum()} ({figures['flag_rate']:.0%}): {figures['failures_caught']} of the failures, "
+        f"{figures['false_alarms']} false alarms"
+    )
+    draw(table, failed, args.figure)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
