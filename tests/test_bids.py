@@ -138,6 +138,8 @@ def test_predict_bids_writes_derivatives_that_read_back_to_the_same_pairs(bids_d
     assert sidecar["Sources"] == ["bids:raw:sub-01/ses-2/anat/sub-01_ses-2_run-1_T2w.nii.gz"]
     assert sidecar["TTA"] is True and isinstance(sidecar["QCFlaggedSlices"], list) and sidecar["Seconds"] > 0
     assert sidecar["MaskMarginMM"] == 2.0
+    assert 0.0 <= sidecar["QCScore"] <= 1.0 and isinstance(sidecar["QCFlag"], bool)
+    assert isinstance(sidecar["QCReasons"], list) and (sidecar["QCReasons"] != []) == (sidecar["QCScore"] > 0)
     assert len(pd.read_csv(derivatives / "predictions.csv")) == len(BIDS_STACKS)
 
     written = bids_cohort(bids_dataset, "derivatives/fetal_keras")

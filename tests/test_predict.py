@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 
@@ -124,7 +125,12 @@ def test_predict_command_with_a_keras_file(tmp_path, write_cohort, capsys):
         == 0
     )
     assert sorted(p.name for p in out.glob("*_mask.nii.gz")) == ["sub-00_mask.nii.gz", "sub-01_mask.nii.gz"]
-    assert "Segmented 2 of 2 stacks" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Segmented 2 of 2 stacks" in printed and "QC flagged" in printed
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert table["qc_score"].between(0.0, 1.0).all() and set(table["qc_flag"]) <= {True, False}
+    flagged = table[table["qc_flag"]]
+    assert all(f"{row.iFIND_id}: score" in printed and row.qc_reasons for row in flagged.itertuples())
     image = csv.parent / "images" / "sub-00.nii.gz"
     assert (
         main(

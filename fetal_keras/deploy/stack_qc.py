@@ -144,4 +144,4 @@ def stack_qc(
     parts = {name: settings.signals[name].part(value) for name, value in values.items()}
     score = float(1.0 - np.prod([1.0 - part for part in parts.values()]))
     reasons = tuple(name for name, part in parts.items() if part > 0.0)
-    return StackQc(round(score, 4), score >= settings.flag_score, reasons, values | {"volume_ml": volume_ml})
+    return StackQc(score, score >= settings.flag_score, reasons, values | {"volume_ml": volume_ml})
