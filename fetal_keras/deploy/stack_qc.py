@@ -32,7 +32,7 @@ class Signal:
 def _default_signals() -> dict[str, Signal]:
     return {
         # Intracranial volume of a fetal brain at 18-38 weeks is about 40-550 ml.
-        "small_volume": Signal(30.0, 10.0),  # ml
+        "small_volume": Signal(15.0, 5.0),  # ml (18 weeks: about 30 ml)
         "large_volume": Signal(650.0, 1000.0),  # ml
         # Share of the mask's in-plane outline on the edge of the field of view: a mask running off the image.
         "fov_border_in_plane": Signal(0.0, 0.05),
@@ -40,7 +40,8 @@ def _default_signals() -> dict[str, Signal]:
         "cut_through_plane": Signal(0.35, 0.8),
         # Empty slices between the first and last slice of the mask.
         "slice_gaps": Signal(0.0, 2.0),
-        # Share of the mask's slices whose area jumps against their neighbours' (``predict.flagged_slices``).
+        # Share of the mask's inner slices (not its first or last, where a brain's area always jumps) whose area
+        # jumps against their neighbours' (``predict.flagged_slices``).
         "area_jumps": Signal(0.15, 0.5),
         # Share of the mask's voxels the model gave a probability below 0.8.
         "low_confidence": Signal(0.3, 0.6),
@@ -132,7 +133,9 @@ def stack_qc(
         "fov_border_in_plane": _outline_on_border(mask),
         "cut_through_plane": float(max(areas[0], areas[-1]) / areas.max()),
         "slice_gaps": float((areas[present[0] : present[-1] + 1] == 0).sum()),
-        "area_jumps": float(len(flagged_slices) / len(present)),
+        "area_jumps": float(
+            sum(present[0] < index < present[-1] for index in flagged_slices) / max(len(present) - 2, 1)
+        ),
         "elongated_shape": _elongation(mask, spacing_mm),
     }
     if probability is not None:
