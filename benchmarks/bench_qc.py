@@ -52,6 +52,7 @@ from sklearn.metrics import RocCurveDisplay, roc_auc_score
 
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.deploy.predict import PredictOptions
+from fetal_keras.deploy.stack_qc import QcSettings
 from fetal_keras.evaluation.labelled_cohort import segment_and_score
 from fetal_keras.models.loading import load_predictor
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
@@ -102,7 +103,7 @@ def draw(table: pd.DataFrame, failed: np.ndarray, figure: Path) -> None:
     for group, rows in table.groupby("group", sort=False):
         scatter_ax.scatter(rows["dice"], rows["qc_score"], label=group, s=18)
     scatter_ax.axvline(FAILURE_DICE, color="grey", linestyle=":")
-    scatter_ax.axhline(0.5, color="grey", linestyle="--", label="flag limit")
+    scatter_ax.axhline(QcSettings().flag_score, color="grey", linestyle="--", label="flag limit")
     scatter_ax.set(xlabel="Dice against the simulated truth", ylabel="qc_score", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
     scatter_ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

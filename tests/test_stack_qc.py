@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from fetal_keras.deploy.stack_qc import stack_qc
+from fetal_keras.deploy.stack_qc import QcSettings, stack_qc
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
@@ -83,7 +83,7 @@ def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
         head[present[len(present) // 2]] = mask[present[len(present) // 2]]
     qc = stack_qc(mask, spacing, probability, spread, head, flagged)
     assert reason in qc.reasons, (qc.reasons, qc.values)
-    assert qc.flag and qc.score >= 0.5, (qc.score, qc.values)
+    assert qc.flag and qc.score >= QcSettings().flag_score, (qc.score, qc.values)
 
 
 def test_an_empty_mask_is_flagged_with_its_own_reason(good):
