@@ -75,17 +75,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_sources(args: argparse.Namespace) -> None:
     """Either --csv with --pred-dir, or --bids with --masks and --reference."""
-    if args.bids:
-        given = [flag for flag, value in (("--csv", args.csv), ("--pred-dir", args.pred_dir)) if value]
-        if given:
-            raise ValueError(f"{', '.join(given)} do not apply with --bids (its masks are --masks and --reference).")
-        missing = [flag for flag, value in (("--masks", args.masks), ("--reference", args.reference)) if not value]
-        if missing:
-            raise ValueError(f"--bids needs {' and '.join(missing)} (derivatives folders of the dataset).")
-        return
-    bids_only = [flag for flag, value in (("--masks", args.masks), ("--reference", args.reference)) if value]
-    if bids_only:
-        raise ValueError(f"{', '.join(bids_only)} only apply with --bids.")
-    missing = [flag for flag, value in (("--csv", args.csv), ("--pred-dir", args.pred_dir)) if not value]
+    plain, bids = ("csv", "pred_dir"), ("masks", "reference")
+    wanted, other = (bids, plain) if args.bids else (plain, bids)
+    misplaced, missing = _given(args, other), _given(args, wanted, given=False)
+    if misplaced:
+        where = (
+            "do not apply with --bids (its masks are --masks and --reference)"
+            if args.bids
+            else "only apply with --bids"
+        )
+        raise ValueError(f"{', '.join(misplaced)} {where}.")
     if missing:
-        raise ValueError(f"evaluate needs {' and '.join(missing)} (or --bids DATASET --masks A --reference B).")
+        needs = (
+            "--bids needs {} (derivatives folders of the dataset)"
+            if args.bids
+            else "evaluate needs {} (or --bids DATASET --masks A --reference B)"
+        )
+        raise ValueError(needs.format(" and ".join(missing)) + ".")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...], given: bool = True) -> list[str]:
+    """The options among ``names`` (attribute names) that were given (or, with ``given`` False, were not)."""
+    return [f"--{name.replace('_', '-')}" for name in names if bool(getattr(args, name)) == given]

@@ -107,6 +107,14 @@ class Stack:
     path: Path
 
 
+def mask_image(mask: np.ndarray, spacing_mm) -> sitk.Image:
+    """A ``[z, y, x]`` mask as a uint8 SimpleITK image with voxel sizes ``spacing_mm`` (x, y, z), for physical-space
+    filters (distances in mm, shape statistics); origin and direction left at their defaults."""
+    image = sitk.GetImageFromArray(np.asarray(mask).astype(np.uint8))
+    image.SetSpacing(tuple(float(size) for size in spacing_mm))
+    return image
+
+
 def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
-from fetal_keras.data.io import StackGeometry, StackReadError, read_geometry, write_like, write_mask
+from fetal_keras.data.io import StackGeometry, StackReadError, mask_image, read_geometry, write_like, write_mask
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
 from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
@@ -126,9 +126,9 @@ def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_m
     within ``margin_mm`` of it (Euclidean distance in mm, so thick slices grow by fewer voxels); uint8 0/1."""
     if margin_mm <= 0 or not mask.any():
         return mask.astype(np.uint8)
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.SetSpacing([float(size) for size in spacing_mm])
-    distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    distance = sitk.SignedMaurerDistanceMap(
+        mask_image(mask, spacing_mm), insideIsPositive=False, squaredDistance=False, useImageSpacing=True
+    )
     return (sitk.GetArrayFromImage(distance) <= margin_mm).astype(np.uint8)
 
 
@@ -218,7 +218,7 @@ def predict_stack(
         "input": str(path),
         **written,
         "seconds": round(time.perf_counter() - start, 3),
-        "brain_volume_ml": round(float(mask.sum() * np.prod(source.spacing_mm) / 1000.0), 3),
+        "brain_volume_ml": round(qc.values["volume_ml"], 3),
         "slices": int(mask.shape[0]),
         "flagged_slices": ";".join(str(index) for index in flagged),
         "qc_score": qc.score,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from fetal_keras.data.io import mask_image
+
 
 @dataclass(frozen=True)
 class Signal:
@@ -90,10 +92,8 @@ def _outline_on_border(mask: np.ndarray) -> float:
 
 def _elongation(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
     """Longest over shortest principal axis of the mask, in physical space (SimpleITK's shape statistics)."""
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.SetSpacing([float(size) for size in spacing_mm])
     statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.Execute(image)
+    statistics.Execute(mask_image(mask, spacing_mm))
     moments = np.sqrt(np.maximum(statistics.GetPrincipalMoments(1), 0.0))
     return float(moments.max() / max(moments.min(), 1e-6))
 

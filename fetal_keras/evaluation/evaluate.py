@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from fetal_keras.data.bids import bids_cohort
 from fetal_keras.data.cohort import ID_COLUMN, SEGMENTATION_COLUMN, read_cohort
-from fetal_keras.data.io import read_stack
+from fetal_keras.data.io import mask_image, read_stack
 from fetal_keras.data.labels import brain_mask_from_labels
 from fetal_keras.files import output_paths
 
@@ -36,12 +36,6 @@ METRIC_COLUMNS = (
     "true_volume_ml",
     "predicted_volume_ml",
 )
-
-
-def _image(mask: np.ndarray, spacing_mm) -> sitk.Image:
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.SetSpacing(tuple(float(v) for v in spacing_mm))
-    return image
 
 
 def _directed_surface_distances(source: sitk.Image, target: sitk.Image) -> np.ndarray:
@@ -77,7 +71,7 @@ def mask_metrics(prediction: np.ndarray, truth: np.ndarray, spacing_mm) -> dict[
         return metrics | {"dice": 1.0, "jaccard": 1.0, "hd95_mm": 0.0, "assd_mm": 0.0}
     if not n_true or not n_predicted:
         return metrics | {"dice": 0.0, "jaccard": 0.0, "hd95_mm": math.nan, "assd_mm": math.nan}
-    predicted_image, true_image = _image(predicted, spacing_mm), _image(true, spacing_mm)
+    predicted_image, true_image = mask_image(predicted, spacing_mm), mask_image(true, spacing_mm)
     overlap_filter = sitk.LabelOverlapMeasuresImageFilter()
     overlap_filter.Execute(true_image, predicted_image)
     forward = _directed_surface_distances(predicted_image, true_image)
