@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import tempfile
@@ -79,3 +80,11 @@ def id_from_filename(path: str | os.PathLike) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def append_progress(path: str | Path, line: str) -> None:
+    """Append ``line`` to the text file ``path`` (a progress log), after the local time."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(f"{stamp} {line}\n")

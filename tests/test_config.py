@@ -22,6 +22,8 @@ def test_config_round_trips_through_json_with_provenance(tmp_path):
         ({"learning_rate": -1.0}, "learning_rate must be positive"),
         ({"loss": "focal"}, "loss must be one of"),
         ({"random_surroundings": "uterus"}, "random_surroundings must be one of"),
+        ({"slab_size": 100}, "slab_size must be a multiple of 8"),
+        ({"slab_size": 8}, "slab_size must be a multiple of 8 of at least 16"),
     ],
 )
 def test_invalid_settings_are_rejected(change, message):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import tiny_train_config
 
 from fetal_keras.models.networks import build_model
-from fetal_keras.training.callbacks import VOLUME_DICE, BestCheckpoint, export_saved_model
+from fetal_keras.training.callbacks import VOLUME_DICE, BestCheckpoint, CosineDecay, export_saved_model
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.train import RunFolder, train
 
@@ -221,3 +221,17 @@ def test_a_cosine_schedule_anneals_the_learning_rate_towards_zero(train_val_csvs
         rates = [float(row["learning_rate"]) for row in csv.DictReader(stream)]
     assert len(rates) == 3 and rates[0] > rates[1] > rates[2]
     assert rates[0] < 0.01 and rates[2] < 0.001
+
+
+def test_a_resumed_cosine_schedule_continues_from_its_restored_epochs():
+    """After a resume at epoch 2 of 4, the rate continues half-way down the cosine instead of starting again."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    schedule = CosineDecay()
+    schedule.set_model(model)
+    schedule.set_params({"epochs": 4, "steps": 10})
+    schedule.on_train_begin()
+    schedule.on_epoch_begin(2)
+    schedule.on_train_batch_begin(0)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert rate == pytest.approx(0.005, rel=1e-5)

@@ -10,7 +10,7 @@ DEFAULT_REAL_CSV = Path("../shared/data/real_labelled/cohort.csv")
 
 def add_parser(subparsers) -> None:
     """Register ``pretrained``."""
-    from fetal_keras.choices import AUGMENTATIONS, HEAD_ANATOMIES, SURROUNDINGS
+    from fetal_keras.choices import AUGMENTATIONS, HEAD_ANATOMIES, LEARNING_RATE_SCHEDULES, SURROUNDINGS
     from fetal_keras.models.pretrained import RECIPE_PAIR_NAME
     from fetal_keras.training.recipes import PretrainedRecipe
 
@@ -49,16 +49,44 @@ def add_parser(subparsers) -> None:
         "--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch (default: %(default)s)"
     )
     parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="slabs per batch (default: %(default)s)"
+    )
+    parser.add_argument(
         "--validation-every", type=int, default=defaults.validation_every, help="epochs between validations"
     )
     parser.add_argument(
         "--base-filters",
         type=int,
-        default=defaults.base_filters,
-        help="filters of both networks' first level, doubling at each level below (default: %(default)s; smaller "
-        "is faster and weaker, e.g. 2 for a smoke test of the recipe)",
+        default=None,
+        help="filters of both networks' first level, doubling at each level below (default: each role's own, "
+        "--localiser-filters and --segmenter-filters; smaller is faster and weaker, e.g. 2 for a smoke test)",
+    )
+    parser.add_argument(
+        "--localiser-spacing",
+        type=float,
+        default=defaults.localiser_spacing_mm,
+        help="the localiser's in-plane spacing in mm (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--learning-rate-schedule",
+        default=defaults.learning_rate_schedule,
+        choices=LEARNING_RATE_SCHEDULES,
+        help="both roles' learning rate: constant, or cosine (annealed to 0 by each role's last epoch or time "
+        "budget) (default: %(default)s)",
     )
     for role in ("localiser", "segmenter"):
+        parser.add_argument(
+            f"--{role}-filters",
+            type=int,
+            default=getattr(defaults, f"{role}_filters"),
+            help=f"filters of the {role}'s first U-Net level (default: %(default)s)",
+        )
+        parser.add_argument(
+            f"--{role}-slab-size",
+            type=int,
+            default=getattr(defaults, f"{role}_slab_size"),
+            help=f"in-plane pixels of the {role}'s training slabs, a multiple of 8 (default: %(default)s)",
+        )
         parser.add_argument(
             f"--{role}-epochs",
             type=int,
@@ -195,8 +223,14 @@ def run(args: argparse.Namespace) -> int:
         localiser_minutes=args.localiser_minutes,
         segmenter_minutes=args.segmenter_minutes,
         steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
         validation_every=args.validation_every,
-        base_filters=args.base_filters,
+        localiser_filters=args.base_filters or args.localiser_filters,
+        segmenter_filters=args.base_filters or args.segmenter_filters,
+        localiser_slab_size=args.localiser_slab_size,
+        segmenter_slab_size=args.segmenter_slab_size,
+        localiser_spacing_mm=args.localiser_spacing,
+        learning_rate_schedule=args.learning_rate_schedule,
         random_surroundings=args.random_surroundings,
         head_anatomy=args.head_anatomy,
         ga_range_weeks=tuple(args.ga_range),

@@ -77,6 +77,12 @@ def add_parser(subparsers) -> None:
         choices=SURROUNDINGS,
     )
     option("--slabs-per-stack", "slabs_per_stack", "slabs drawn per stack per round", type=int)
+    option(
+        "--slab-size",
+        "slab_size",
+        "in-plane pixels of the training slabs, a multiple of 8 (smaller trains faster; deploy runs whole slices)",
+        type=int,
+    )
     option("--brain-fraction", "brain_fraction", "fraction of slabs centred on brain", type=float)
     option("--validation-every", "validation_every", "epochs between whole-volume validations", type=int)
     option("--max-minutes", "max_minutes", "stop after the last epoch that fits in this many minutes", type=float)

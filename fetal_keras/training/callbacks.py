@@ -19,7 +19,7 @@ import tensorflow as tf
 from fetal_keras.data.preprocess import PreparedStack
 from fetal_keras.deploy.inference import predict_brain_probability
 from fetal_keras.deploy.predict import postprocess_mask
-from fetal_keras.files import write_json
+from fetal_keras.files import append_progress, write_json
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import total_stride
 
@@ -179,13 +179,54 @@ class TimeBudget(keras.callbacks.Callback):
             print(f"Time budget of {self.seconds / 60:g} min reached: stopping after epoch {epoch + 1}.")
 
 
+class ProgressLog(keras.callbacks.Callback):
+    """Append one line per epoch to a text file: the time, the epoch and batches done, examples per second, the
+    Dice scores logged, and the estimated time left (the remaining epochs at this invocation's mean epoch time, or
+    what is left of ``minutes`` if that comes first), so a long background run can be followed with ``tail -f``."""
+
+    def __init__(self, path: str | Path, label: str, minutes: float | None = None, batch_size: int = 1):
+        super().__init__()
+        self.path, self.label, self.batch_size = Path(path), label, batch_size
+        self.seconds = None if minutes is None else 60.0 * minutes
+
+    def _write(self, line: str) -> None:
+        append_progress(self.path, f"{self.label}: {line}")
+
+    def on_train_begin(self, logs=None):
+        self.start, self.epochs_here = time.monotonic(), 0
+        self._write(f"training starts ({self.params.get('epochs')} epochs of {self.params.get('steps')} batches)")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.epochs_here += 1
+        steps, epochs = int(self.params.get("steps") or 0), int(self.params.get("epochs") or 0)
+        per_epoch = (now - self.start) / self.epochs_here
+        left = per_epoch * max(epochs - epoch - 1, 0)
+        if self.seconds is not None:
+            left = min(left, max(self.seconds - (now - self.start), 0.0))
+        scores = ", ".join(
+            f"{key} {value:.3f}" for key, value in (logs or {}).items() if "dice" in key and np.isfinite(value)
+        )
+        self._write(
+            f"epoch {epoch + 1}/{epochs}, {(epoch + 1) * steps} batches, "
+            f"{steps * self.batch_size / (now - self.epoch_start):.1f} examples/s, {scores or 'not validated'}; "
+            f"ETA {left / 60:.0f} min"
+        )
+
+    def on_train_end(self, logs=None):
+        self._write(f"training ends after {(time.monotonic() - self.start) / 60:.1f} min")
+
+
 class CosineDecay(keras.callbacks.Callback):
     """Anneal the learning rate from its initial value to 0 along a half cosine over the run.
 
     Progress is the larger of the fraction of training batches done (``epochs x steps``) and, with ``minutes``,
     the fraction of the time budget used, so a run that a time budget (:class:`TimeBudget`) will stop still ends
-    near 0. The rate is set before every batch and logged as ``learning_rate``. A resumed run anneals again over
-    its remaining epochs (and its fresh time budget).
+    near 0. The rate is set before every batch and logged as ``learning_rate``. A resumed run continues the anneal
+    from the batches its restored epochs did (its fresh time budget counts from the resume).
     """
 
     def __init__(self, minutes: float | None = None):
@@ -204,6 +245,9 @@ class CosineDecay(keras.callbacks.Callback):
         if self.seconds:
             done = max(done, (time.monotonic() - self.start) / self.seconds)
         return min(done, 1.0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.step = max(self.step, epoch * int(self.params.get("steps") or 1))
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate.assign(0.5 * self.initial * (1.0 + np.cos(np.pi * self.progress())))

@@ -66,6 +66,10 @@ class TrainConfig:
     ``validation_localiser`` (segmenters): validate on crops around what this localiser finds (as ``fetal-keras
     predict --localiser`` deploys) instead of around the manual masks, brain outside a crop counting as missed, so
     that the validation Dice is the one the pair will reach.
+
+    ``slab_size`` is the in-plane size in pixels of the training (and patch-validation) slabs, a multiple of 8 (the
+    networks' total stride): whole-volume validation and deploy run on whole slices whatever it is, so a smaller
+    slab trains faster (cost grows with its area) while the model still sees the whole slice at deploy.
     """
 
     train_csv: str
@@ -87,6 +91,7 @@ class TrainConfig:
     strategy: str = "auto"
     augmentation: str = "default"
     slabs_per_stack: int = 20
+    slab_size: int = 128
     brain_fraction: float = 0.5
     validation_every: int = 1
     max_minutes: float | None = None
@@ -127,6 +132,8 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "base_filters", "slabs_per_stack", "validation_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.slab_size < 16 or self.slab_size % 8:
+            raise ValueError(f"slab_size must be a multiple of 8 of at least 16 pixels, got {self.slab_size}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from fetal_keras.data.cohort import ID_COLUMN, read_cohort
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
-from fetal_keras.files import atomic_output, write_json
+from fetal_keras.files import append_progress, atomic_output, write_json
 from fetal_keras.models.pretrained import (
     PAIR_NAME,
     PAIR_ROLES,
@@ -56,6 +56,16 @@ KNOWN_LIMITS = """\
   component. Check every mask (`fetal-keras predict --tta` writes uncertainty maps and QC flags) before
   slice-to-volume reconstruction.
 """
+
+
+PROGRESS_LOG = "progress.log"
+
+
+def _stage(work_dir: Path, message: str) -> None:
+    """Print a stage of the recipe and append it to ``WORK_DIR/progress.log`` (which also gets one line per
+    training epoch, with its ETA)."""
+    print(message, flush=True)
+    append_progress(work_dir / PROGRESS_LOG, message)
 
 
 def _simulated(settings: SimulationSettings, folder: Path, workers: int | None) -> Path:
@@ -237,7 +247,7 @@ def _card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], 
     )
     return f"""# {name}: fetal brain masking (localiser + segmenter) trained on simulated stacks only
 
-Two default `unet` models of fetal_keras (2.5D U-Net, [b, 3, y, x, 1] slabs of 3 adjacent slices -> softmax brain
+Two `unet` models of fetal_keras (2.5D U-Net, {configs["localiser"].base_filters} and {configs["segmenter"].base_filters} filters at the first level, [b, 3, y, x, 1] slabs of 3 adjacent slices -> softmax brain
 probability), deployed together (`fetal_keras.deploy.localise`): the **localiser** segments the brain on whole slices
 (whole field of view) at {configs["localiser"].target_spacing_mm:g} mm in-plane, the most plausible head component is kept, and the **segmenter** masks a crop around
 it at 1.1 mm; the mask is resampled onto the stack's own grid. Both normalise intensities over the foreground.
@@ -263,7 +273,7 @@ blur and noise (`fetal_keras.rendering`), so that only shape can be learned; aug
 Origins: localiser {facts["origins"]["localiser"]}; segmenter {facts["origins"]["segmenter"]}.
 
 Localiser: {facts["epochs_run"]["localiser"]} epochs, best whole-volume validation Dice {facts["best_val_dice"]["localiser"]:.3f};
-segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of 10 slabs, best validation
+segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of {recipe.batch_size} slabs, best validation
 Dice on crops around the brain {facts["best_val_dice"]["segmenter"]:.3f} (the epochs kept; validated on
 {" and ".join(sorted({f"`{described_path(c.val_csv, facts['work_dir'])}`" for c in configs.values()}))}).
 
@@ -377,6 +387,7 @@ def make_pretrained(
     import keras
 
     from fetal_keras.evaluation.evaluate import summarize
+    from fetal_keras.training.callbacks import ProgressLog
     from fetal_keras.training.train import RunFolder, train
 
     trained_runs = {role: Path(run) for role, run in (trained_runs or {}).items()}
@@ -393,9 +404,12 @@ def make_pretrained(
     start = time.perf_counter()
     bank_csv = None
     if recipe.bank_subjects:
-        print(f"[1/5] simulating a bank of {recipe.bank_subjects} fetuses (label maps only) into {work_dir / 'bank'}")
+        _stage(
+            work_dir,
+            f"[1/5] simulating a bank of {recipe.bank_subjects} fetuses (label maps only) into {work_dir / 'bank'}",
+        )
         bank_csv = _simulated(_bank_settings(recipe), work_dir / "bank", workers)
-    print(f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir / 'sim'}")
+    _stage(work_dir, f"[1/5] simulating {recipe.subjects} fetuses x 3 stacks into {work_dir / 'sim'}")
     csv_path = _simulated(
         SimulationSettings(
             subjects=recipe.subjects,
@@ -410,7 +424,7 @@ def make_pretrained(
     )
     timings = _Timings(work_dir / "timings.json")
     timings.record("simulation_minutes", (time.perf_counter() - start) / 60)
-    print("[2/5] splitting by subject")
+    _stage(work_dir, "[2/5] splitting by subject")
     split_dir = work_dir / "split"
     splits = _split(read_cohort(csv_path, require_segmentation=True), recipe, split_dir, csv_path)
     configs = {
@@ -425,22 +439,25 @@ def make_pretrained(
         if role in trained_runs:
             if not run.best.is_file():
                 raise FileNotFoundError(f"{run.root} has no checkpoints/best.keras to package as the {role}.")
-            print(f"[3/5] packaging the finished run {run.root} as the {role}")
+            _stage(work_dir, f"[3/5] packaging the finished run {run.root} as the {role}")
             continue
-        print(f"[3/5] training the {role} into {run.root} (at most {config.max_minutes:g} min)")
+        _stage(work_dir, f"[3/5] training the {role} into {run.root} (at most {config.max_minutes:g} min)")
         if not run.finished:
-            train(config, verbose=2)
+            log = ProgressLog(work_dir / PROGRESS_LOG, role, config.max_minutes, config.batch_size)
+            train(config, verbose=2, extra_callbacks=[log])
     timings.record("training_minutes", (time.perf_counter() - training_start) / 60)
 
-    print(f"[4/5] packaging the pair into {pair_folder(name, weights_dir)}")
+    _stage(work_dir, f"[4/5] packaging the pair into {pair_folder(name, weights_dir)}")
     folder = pair_folder(name, weights_dir)
     models = {
-        role: _package_role(Path(config.run_dir), folder / role, recipe.base_filters, work_dir)
+        role: _package_role(Path(config.run_dir), folder / role, config.base_filters, work_dir)
         for role, config in configs.items()
     }
     write_pair_file(folder, {role: f"{role}/model.keras" for role in PAIR_ROLES})
 
-    print("[5/5] measuring the pair on the simulated test split" + (" and the real stacks" if real_csv else ""))
+    _stage(
+        work_dir, "[5/5] measuring the pair on the simulated test split" + (" and the real stacks" if real_csv else "")
+    )
     test = _measure(folder, split_dir / "test.csv", work_dir / "test_predictions", tta=False)
     test.to_csv(work_dir / "test_metrics.csv", index=False)
     real = None
@@ -471,5 +488,5 @@ def make_pretrained(
     }
     with atomic_output(card_path(name, weights_dir)) as temporary:
         temporary.write_text(_card(name, recipe, configs, facts), encoding="utf-8")
-    print(f"Done: {folder} ({facts['sha256']}), card {card_path(name, weights_dir)}")
+    _stage(work_dir, f"Done: {folder} ({facts['sha256']}), card {card_path(name, weights_dir)}")
     return card_path(name, weights_dir)

@@ -47,10 +47,15 @@ class PretrainedRecipe:
             budget, does not depend on how busy the machine is).
         localiser_minutes, segmenter_minutes: a time budget per role on top; training stops after the last epoch
             that fits.
-        steps_per_epoch, validation_every, base_filters: training settings (batch 10, default recipe).
-        localiser_spacing_mm: the localiser's in-plane spacing. 1.1 mm, not the 3 mm a localiser defaults to: trained
-            on rendered simulated images, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
-            while a 1.1 mm whole-stack model marked it on all six (``docs/sim_to_real.md``, rows 7 and 9-10).
+        steps_per_epoch, validation_every, batch_size: training settings; one epoch is one validation interval
+            (600 batches of 16: a validation takes under 10 % of a run).
+        localiser_filters, segmenter_filters: each role's U-Net width (filters of its first level, doubling below).
+        localiser_slab_size, segmenter_slab_size: each role's training slab in pixels (deploy runs whole slices).
+        localiser_spacing_mm: the localiser's in-plane spacing. 3 mm since v3: its only job is a box around the head,
+            and at 3 mm a 64-pixel slab sees 19 cm, a whole fetal head with its surroundings, for a sixth of the
+            cost of a 1.1 mm slab (v2 localised at 1.1 mm: trained for a few hundred batches, 3 mm localisers found
+            the head on only 3-5 of the six real labelled stacks, ``docs/sim_to_real.md`` rows 7 and 9-10).
+        learning_rate_schedule: ``cosine`` anneals each role's learning rate to 0 by its last epoch or time budget.
         random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``;
             ``distractors`` adds fluid-filled round structures of brain size beside the head).
         head_anatomy: the simulated fetuses' brains (``SimulationSettings.head_anatomy``: ``icbm`` or ``atlas``).
@@ -66,17 +71,22 @@ class PretrainedRecipe:
     """
 
     subjects: int = 3
-    bank_subjects: int = 300
+    bank_subjects: int = 150
     preset: str = "realistic"
     seed: int = 3000
-    localiser_epochs: int = 8
-    segmenter_epochs: int = 12
-    localiser_minutes: float = 25.0
-    segmenter_minutes: float = 25.0
-    steps_per_epoch: int = 100
+    localiser_epochs: int = 20
+    segmenter_epochs: int = 28
+    localiser_minutes: float = 40.0
+    segmenter_minutes: float = 55.0
+    steps_per_epoch: int = 600
+    batch_size: int = 16
     validation_every: int = 1
-    base_filters: int = 16
-    localiser_spacing_mm: float = 1.1
+    localiser_filters: int = 8
+    segmenter_filters: int = 8
+    localiser_slab_size: int = 64
+    segmenter_slab_size: int = 64
+    localiser_spacing_mm: float = 3.0
+    learning_rate_schedule: str = "cosine"
     random_surroundings: str = "distractors"
     head_anatomy: str = "atlas"
     ga_range_weeks: tuple[float, float] = (18.0, 38.0)
@@ -91,12 +101,15 @@ class PretrainedRecipe:
             str(bank_csv or split_dir / "train.csv"),
             self.selection_csv or str(split_dir / "val.csv"),
             str(run_dir),
-            base_filters=self.base_filters,
-            epochs=self.localiser_epochs if role == "localiser" else self.segmenter_epochs,
+            base_filters=getattr(self, f"{role}_filters"),
+            slab_size=getattr(self, f"{role}_slab_size"),
+            learning_rate_schedule=self.learning_rate_schedule,
+            epochs=getattr(self, f"{role}_epochs"),
             steps_per_epoch=self.steps_per_epoch,
+            batch_size=self.batch_size,
             validation_every=self.validation_every,
             seed=self.seed,
-            max_minutes=self.localiser_minutes if role == "localiser" else self.segmenter_minutes,
+            max_minutes=getattr(self, f"{role}_minutes"),
             image_source="labels",
             random_surroundings=self.random_surroundings,
             augmentation=self.augmentation,

@@ -24,7 +24,7 @@ from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
 from fetal_keras.data.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
 from fetal_keras.data.splits import ensure_disjoint
-from fetal_keras.data.stack_bank import load_stack_bank
+from fetal_keras.data.stack_bank import StackBank, load_stack_bank
 from fetal_keras.deploy.localise import LocalisedSegmenter
 from fetal_keras.deploy.predict import PredictOptions, locate_head
 from fetal_keras.models.loading import load_single
@@ -151,6 +151,23 @@ def _monitor_stacks(config: TrainConfig, train_table: pd.DataFrame, val_focus) -
     return load_stacks(monitor_table, config.preprocess, focus=focus)
 
 
+def training_bank(config: TrainConfig, train_table: pd.DataFrame, progress: bool = True) -> StackBank:
+    """The training stacks of ``config``, decoded and prepared once: the images, or the tissue label maps that its
+    rendering draws images from."""
+    if config.render is None:
+        return load_stack_bank(train_table, config.preprocess, progress=progress)
+    return load_stack_bank(
+        label_maps_as_images(train_table, config.train_csv), label_map_preprocess(config.preprocess), progress=progress
+    )
+
+
+def training_batches(config: TrainConfig, bank: StackBank, first_batch: int = 0) -> tf.data.Dataset:
+    """The endless training batches of ``config`` from ``bank`` (rendered when the config says so), from batch
+    ``first_batch`` of the run's sequence."""
+    sampling = SamplingConfig(config.slab_size, config.slabs_per_stack, config.brain_fraction)
+    return training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch, config.render)
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """What :func:`train` produced: the trained model (last epoch), its history and the exported SavedModel."""
@@ -189,11 +206,7 @@ def train(
 
     train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
     preprocess = config.preprocess
-    # Plain CPU variables: outside the strategy scope.
-    if config.render is None:
-        bank = load_stack_bank(train_table, preprocess)
-    else:
-        bank = load_stack_bank(label_maps_as_images(train_table, config.train_csv), label_map_preprocess(preprocess))
+    bank = training_bank(config, train_table)  # plain CPU variables: outside the strategy scope
     val_focus = localised_heads(config.validation_localiser, val_table) if config.validation_localiser else None
     val_stacks = load_stacks(val_table, preprocess, focus=val_focus)
     monitor_stacks = _monitor_stacks(config, train_table, val_focus)
@@ -203,15 +216,10 @@ def train(
             f"No training stack of {config.train_csv} has any brain voxel (brain labels: "
             f"{config.brain_labels or 'every non-zero label'}): check the segmentations or --brain-labels."
         )
-    sampling = SamplingConfig(slabs_per_stack=config.slabs_per_stack, brain_fraction=config.brain_fraction)
-    val_sampling = SamplingConfig(
-        slabs_per_stack=config.validation_slabs_per_stack, brain_fraction=config.brain_fraction
-    )
+    val_sampling = SamplingConfig(config.slab_size, config.validation_slabs_per_stack, config.brain_fraction)
     # A resumed run continues the batch sequence where the restored epoch left it, as if never interrupted.
     first_batch = finished_epochs(run.backup) * config.steps_per_epoch
-    train_data = _sharded_by_data(
-        training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch, config.render)
-    )
+    train_data = _sharded_by_data(training_batches(config, bank, first_batch))
     val_data = _sharded_by_data(patch_dataset(val_stacks, config.batch_size, val_sampling, config.seed))
 
     with strategy.scope():
