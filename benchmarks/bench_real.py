@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 
@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LOCALISER_SLAB_STEP,
         help="a pair's localiser on every slice (1) or tiling slabs (3), as predict takes it (default: %(default)s)",
     )
+    for flag, help_text in (
+        ("--fill-slice-holes", "post-processing also fills each slice's holes, as predict takes it"),
+        ("--stack-batch-norm", "batch-norm statistics re-estimated on each stack, as predict takes it"),
+    ):
+        parser.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=DEPLOY_DEFAULTS[flag[2:].replace("-", "_")],
+            help=f"{help_text} (default: %(default)s)",
+        )
     return parser
 
 
@@ -69,10 +79,18 @@ def main() -> None:
         description,
         args.csv,
         args.out,
-        PredictOptions(tta=args.tta, localiser_slab_step=args.localiser_slab_step),
+        PredictOptions(
+            tta=args.tta,
+            localiser_slab_step=args.localiser_slab_step,
+            fill_slice_holes=args.fill_slice_holes,
+            stack_batch_norm=args.stack_batch_norm,
+        ),
         brain_labels,
     )
-    print(f"model: {description}; TTA: {args.tta}; localiser slab step {args.localiser_slab_step}; cohort: {args.csv}")
+    print(
+        f"model: {description}; TTA: {args.tta}; localiser slab step {args.localiser_slab_step}; slice holes filled: "
+        f"{args.fill_slice_holes}; stack batch norm: {args.stack_batch_norm}; cohort: {args.csv}"
+    )
     print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}{'QC':>6}  reasons")
     for row in table.itertuples():
         problem = row.error or row.error_predict
@@ -82,6 +100,7 @@ def main() -> None:
             f"{row.qc_reasons if isinstance(row.qc_reasons, str) else ''}" + (f"  ERROR {problem}" if problem else "")
         )
     summary = {"model": description, "tta": args.tta, "localiser_slab_step": args.localiser_slab_step}
+    summary |= {"fill_slice_holes": args.fill_slice_holes, "stack_batch_norm": args.stack_batch_norm}
     summary |= summarise(table) | {"qc_flagged": [row.iFIND_id for row in table.itertuples() if row.qc_flag is True]}
     print(f"mean Dice {summary['mean_dice']}, min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm")
     print(json.dumps(summary))

@@ -27,3 +27,6 @@ CHECK_PURPOSES = ("train", "predict")
 # A pair's localiser runs on every third slab by default: it only has to find the head, and its whole field of view
 # is most of a pair's deploy time (docs/sim_to_real.md, row 23).
 DEFAULT_LOCALISER_SLAB_STEP = 3
+# Deploy steps that are on or off by default (``PredictOptions``; predict --[no-]fill-slice-holes,
+# --[no-]stack-batch-norm), each set by its measured effect on real stacks (docs/sim_to_real.md).
+DEPLOY_DEFAULTS = {"fill_slice_holes": False, "stack_batch_norm": False}

@@ -97,6 +97,18 @@ def test_postprocessing_keeps_the_component_at_the_focus_not_the_largest():
     assert keep_component_at_focus(mask, np.zeros_like(mask))[2, 10, 10] == 1, "no overlap: the largest"
 
 
+def test_a_hole_open_to_the_next_slice_is_filled_only_slice_by_slice():
+    """A bright ventricle left out on every slice of a mask is a tunnel, not a 3D hole: only the per-slice fill
+    closes it; the mask's outline stays where it was."""
+    mask = np.zeros((5, 30, 30), np.uint8)
+    mask[:, 5:25, 5:25] = 1
+    mask[:, 12:16, 12:16] = 0  # open through the first and last slices
+    focus = np.ones_like(mask)
+    assert keep_component_at_focus(mask, focus)[2, 14, 14] == 0
+    filled = keep_component_at_focus(mask, focus, slice_holes=True)
+    assert filled[:, 12:16, 12:16].all() and filled.sum() == 5 * 20 * 20
+
+
 def test_a_thin_bridge_does_not_join_the_brain_to_what_it_touches():
     """A head mask joined to a trunk-like blob by a 3 mm neck through one slice: only the head is kept, with its own
     outline intact; without the spacing (no bridge cutting) both stay, as before."""

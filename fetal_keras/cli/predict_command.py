@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
 
 BIDS_DEFAULTS = {"out_derivatives": "fetal_keras", "suffix": "T2w"}
 
@@ -97,6 +97,19 @@ def add_parser(subparsers) -> None:
         help="grow every mask by M mm in physical space (0-50; thick slices grow by fewer voxels), as "
         "slice-to-volume reconstruction tools ask for; brain_volume_ml stays the brain's (default: %(default)s)",
     )
+    parser.add_argument(
+        "--fill-slice-holes",
+        action=argparse.BooleanOptionalAction,
+        default=DEPLOY_DEFAULTS["fill_slice_holes"],
+        help="post-processing also fills each slice's holes, not only those closed in 3D (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stack-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=DEPLOY_DEFAULTS["stack_batch_norm"],
+        help="re-estimate every batch normalisation's statistics on the stack being masked (a test-time "
+        "adaptation; Keras models only, not SavedModels) (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -149,6 +162,8 @@ def _options(args: argparse.Namespace):
         slab_step=args.slab_step,
         localiser_slab_step=args.localiser_slab_step,
         margin_mm=args.margin_mm,
+        fill_slice_holes=args.fill_slice_holes,
+        stack_batch_norm=args.stack_batch_norm,
     )
 
 

@@ -64,9 +64,15 @@ def _components_without_bridges(mask: np.ndarray, spacing_zyx_mm, bridge_mm: flo
     return sitk.GetArrayFromImage(sitk.ConnectedComponent(image))
 
 
-def _filled(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with its holes filled (uint8 0/1)."""
-    return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))).astype(np.uint8)
+def _filled(mask: np.ndarray, slice_holes: bool = False) -> np.ndarray:
+    """``mask`` with its holes filled (uint8 0/1): those closed in 3D and, with ``slice_holes``, also those closed
+    within a slice but open to a neighbouring slice (a bright ventricle the mask left out on a few slices)."""
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    if slice_holes:
+        for index, plane in enumerate(filled):
+            if plane.any():
+                filled[index] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(plane)))
+    return filled.astype(np.uint8)
 
 
 def head_component(
@@ -95,10 +101,15 @@ def head_component(
 
 
 def keep_component_at_focus(
-    mask: np.ndarray, focus: np.ndarray, spacing_zyx_mm=None, bridge_mm: float = BRIDGE_MM
+    mask: np.ndarray,
+    focus: np.ndarray,
+    spacing_zyx_mm=None,
+    bridge_mm: float = BRIDGE_MM,
+    slice_holes: bool = False,
 ) -> np.ndarray:
     """The 3D connected component of ``mask`` that overlaps ``focus`` most (the largest if none does), holes
-    filled (uint8 0/1). With ``spacing_zyx_mm``, bridges of up to ``bridge_mm`` are cut first (module docstring)."""
+    filled (uint8 0/1; with ``slice_holes`` also each slice's). With ``spacing_zyx_mm``, bridges of up to
+    ``bridge_mm`` are cut first (module docstring)."""
     if not mask.any():
         return mask.astype(np.uint8)
     components = _components_without_bridges(mask, spacing_zyx_mm, bridge_mm)
@@ -107,4 +118,4 @@ def keep_component_at_focus(
     size = np.bincount(labels, minlength=len(overlap))
     overlap[0], size[0] = -1, -1
     best = int(np.argmax(overlap)) if overlap.max() > 0 else int(np.argmax(size))
-    return _filled(components == best)
+    return _filled(components == best, slice_holes)

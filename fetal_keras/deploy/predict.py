@@ -11,6 +11,7 @@ relative to their neighbours, or whose brain region is uncertain under TTA. One 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
 from fetal_keras.data.io import StackGeometry, StackReadError, mask_image, read_geometry, write_like, write_mask
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
 from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
+from fetal_keras.deploy.stack_batch_norm import stack_statistics
 from fetal_keras.deploy.stack_qc import stack_qc
 from fetal_keras.files import atomic_output, ensure_not_input, output_paths
 
@@ -70,6 +72,9 @@ class PredictOptions:
         margin_mm: grow every written mask by this distance in physical space (0-50 mm; anisotropic voxels
             handled), as slice-to-volume reconstruction tools ask for; ``brain_volume_ml`` and the QC flags still
             describe the brain itself.
+        fill_slice_holes: post-processing also fills every slice's holes, not only those closed in 3D.
+        stack_batch_norm: each model normalises with the batch-norm statistics of the stack it masks
+            (``fetal_keras.deploy.stack_batch_norm``; Keras models only).
     """
 
     tta: bool = False
@@ -84,6 +89,8 @@ class PredictOptions:
     qc_min_area_px: int = 50
     qc_uncertainty: float = 0.15
     margin_mm: float = 0.0
+    fill_slice_holes: bool = DEPLOY_DEFAULTS["fill_slice_holes"]
+    stack_batch_norm: bool = DEPLOY_DEFAULTS["stack_batch_norm"]
 
     def __post_init__(self):
         if not 0.0 <= self.margin_mm <= MAX_MARGIN_MM:
@@ -112,12 +119,13 @@ def _probability(predictor, image: np.ndarray, options: PredictOptions) -> np.nd
 
 def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> tuple[np.ndarray, np.ndarray | None]:
     """Brain probability ``[z, y, x]`` of a whitened stack, and the TTA standard deviation (None without TTA)."""
-    if not options.tta:
-        return _probability(predictor, image, options), None
-    members = [
-        inverse(_probability(predictor, np.ascontiguousarray(forward(image)), options))
-        for forward, inverse in _variants(options.tta_transpose)
-    ]
+    with stack_statistics(predictor, image) if options.stack_batch_norm else contextlib.nullcontext():
+        if not options.tta:
+            return _probability(predictor, image, options), None
+        members = [
+            inverse(_probability(predictor, np.ascontiguousarray(forward(image)), options))
+            for forward, inverse in _variants(options.tta_transpose)
+        ]
     return np.mean(members, axis=0), np.std(members, axis=0)
 
 
@@ -132,9 +140,10 @@ def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_m
     return (sitk.GetArrayFromImage(distance) <= margin_mm).astype(np.uint8)
 
 
-def postprocess_mask(mask: np.ndarray) -> np.ndarray:
-    """Largest 3D connected component of a ``[z, y, x]`` mask, with its holes filled (uint8 0/1)."""
-    return keep_component_at_focus(mask, np.zeros_like(mask))
+def postprocess_mask(mask: np.ndarray, slice_holes: bool = False) -> np.ndarray:
+    """Largest 3D connected component of a ``[z, y, x]`` mask, with its holes filled (uint8 0/1; with
+    ``slice_holes`` also each slice's)."""
+    return keep_component_at_focus(mask, np.zeros_like(mask), slice_holes=slice_holes)
 
 
 def flagged_slices(mask: np.ndarray, spread: np.ndarray | None, options: PredictOptions) -> list[int]:
@@ -200,7 +209,9 @@ def predict_stack(
     mask = (probability >= 0.5).astype(np.uint8)
     if options.postprocess:
         mask = (
-            postprocess_mask(mask) if focus is None else keep_component_at_focus(mask, focus, source.spacing_mm[::-1])
+            postprocess_mask(mask, options.fill_slice_holes)
+            if focus is None
+            else keep_component_at_focus(mask, focus, source.spacing_mm[::-1], slice_holes=options.fill_slice_holes)
         )
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
