@@ -19,7 +19,7 @@ import tensorflow as tf
 from fetal_keras.data.preprocess import PreparedStack
 from fetal_keras.deploy.inference import predict_brain_probability
 from fetal_keras.deploy.predict import postprocess_mask
-from fetal_keras.files import append_progress, write_json
+from fetal_keras.files import append_progress, atomic_output, write_json
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import total_stride
 
@@ -177,6 +177,20 @@ class TimeBudget(keras.callbacks.Callback):
         if (now - self.start) + (now - self.epoch_start) > self.seconds:
             self.model.stop_training = True
             print(f"Time budget of {self.seconds / 60:g} min reached: stopping after epoch {epoch + 1}.")
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """Keep every epoch's weights (``folder/epoch_NNN.weights.h5``, batch-norm statistics included), for averaging
+    a run's last epochs (``fetal_keras.training.weight_average``). Each file is written atomically."""
+
+    def __init__(self, folder: str | Path):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_output(self.folder / f"epoch_{epoch + 1:03d}.weights.h5") as temporary:
+            self.model.save_weights(temporary)
 
 
 class ProgressLog(keras.callbacks.Callback):

@@ -387,8 +387,9 @@ def make_pretrained(
     import keras
 
     from fetal_keras.evaluation.evaluate import summarize
-    from fetal_keras.training.callbacks import ProgressLog
+    from fetal_keras.training.callbacks import EpochWeights, ProgressLog
     from fetal_keras.training.train import RunFolder, train
+    from fetal_keras.training.weight_average import EPOCH_WEIGHTS
 
     trained_runs = {role: Path(run) for role, run in (trained_runs or {}).items()}
     if recipe.selection_csv and len(trained_runs) < len(PAIR_ROLES):
@@ -444,7 +445,7 @@ def make_pretrained(
         _stage(work_dir, f"[3/5] training the {role} into {run.root} (at most {config.max_minutes:g} min)")
         if not run.finished:
             log = ProgressLog(work_dir / PROGRESS_LOG, role, config.max_minutes, config.batch_size)
-            train(config, verbose=2, extra_callbacks=[log])
+            train(config, verbose=2, extra_callbacks=[log, EpochWeights(run.root / EPOCH_WEIGHTS)])
     timings.record("training_minutes", (time.perf_counter() - training_start) / 60)
 
     _stage(work_dir, f"[4/5] packaging the pair into {pair_folder(name, weights_dir)}")
