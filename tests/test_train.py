@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import tiny_train_config
 
 from fetal_keras.models.networks import build_model
-from fetal_keras.training.callbacks import VOLUME_DICE, BestCheckpoint, CosineDecay, export_saved_model
+from fetal_keras.training.callbacks import VOLUME_DICE, BestCheckpoint, CosineDecay, ProgressLog, export_saved_model
 from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.train import RunFolder, train
 
@@ -235,3 +235,17 @@ def test_a_resumed_cosine_schedule_continues_from_its_restored_epochs():
     schedule.on_train_batch_begin(0)
     rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     assert rate == pytest.approx(0.005, rel=1e-5)
+
+
+def test_the_progress_log_gets_a_line_per_epoch_with_its_scores_and_eta(tmp_path):
+    log = ProgressLog(tmp_path / "progress.log", "localiser", minutes=60.0, batch_size=16)
+    log.set_params({"epochs": 4, "steps": 10})
+    log.on_train_begin()
+    for epoch in range(2):
+        log.on_epoch_begin(epoch)
+        log.on_epoch_end(epoch, {"loss": 0.3, VOLUME_DICE: 0.8 + epoch / 100, "monitor_volume_dice": float("nan")})
+    log.on_train_end()
+    lines = (tmp_path / "progress.log").read_text().splitlines()
+    assert len(lines) == 4 and all(" localiser: " in line for line in lines)
+    assert "epoch 2/4, 20 batches" in lines[2] and f"{VOLUME_DICE} 0.810" in lines[2] and "ETA 0 min" in lines[2]
+    assert "monitor" not in lines[2] and "loss" not in lines[2]
