@@ -48,11 +48,31 @@ def _in_plane_radius(spacing_zyx_mm, radius_mm: float) -> list[int]:
     return [int(round(radius_mm / spacing_zyx_mm[2])), int(round(radius_mm / spacing_zyx_mm[1])), 0]
 
 
+def _bounding_box(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
+    """The slices of ``mask``'s bounding box grown by ``pad`` voxels (within the array): a ring of background
+    around the mask, so that erosions, components and hole filling on the box equal those on the whole array."""
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(int(present[0]) - pad, 0), min(int(present[-1]) + pad + 1, mask.shape[axis])))
+    return tuple(box)
+
+
 def _components_without_bridges(mask: np.ndarray, spacing_zyx_mm, bridge_mm: float) -> np.ndarray:
     """Components of ``mask`` (int labels, 0 background) with thin bridges cut: the connected components of the
     mask eroded in-plane by ``bridge_mm``, each grown back over the mask voxels within a voxel more than that of it
     (the bridge's far side stays unlabelled). Without a spacing, or where the erosion leaves nothing (a mask too
-    thin to erode), the connected components of the mask itself."""
+    thin to erode), the connected components of the mask itself. Computed on the mask's bounding box (a crop of
+    the stack's grid is most of deploy's post-processing time otherwise)."""
+    components = np.zeros(mask.shape, np.uint32)
+    if mask.any():
+        box = _bounding_box(mask)
+        components[box] = _components_in(mask[box], spacing_zyx_mm, bridge_mm)
+    return components
+
+
+def _components_in(mask: np.ndarray, spacing_zyx_mm, bridge_mm: float) -> np.ndarray:
+    """:func:`_components_without_bridges` on an array that has a background ring (or the image edge) around it."""
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     radius = _in_plane_radius(spacing_zyx_mm, bridge_mm) if spacing_zyx_mm is not None else [0, 0, 0]
     if max(radius) > 0:
@@ -67,12 +87,17 @@ def _components_without_bridges(mask: np.ndarray, spacing_zyx_mm, bridge_mm: flo
 def _filled(mask: np.ndarray, slice_holes: bool = False) -> np.ndarray:
     """``mask`` with its holes filled (uint8 0/1): those closed in 3D and, with ``slice_holes``, also those closed
     within a slice but open to a neighbouring slice (a bright ventricle the mask left out on a few slices)."""
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    filled = mask.astype(np.uint8)
+    if not filled.any():
+        return filled
+    box = _bounding_box(filled)
+    crop = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(filled[box])))
     if slice_holes:
-        for index, plane in enumerate(filled):
+        for index, plane in enumerate(crop):
             if plane.any():
-                filled[index] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(plane)))
-    return filled.astype(np.uint8)
+                crop[index] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(plane)))
+    filled[box] = crop
+    return filled
 
 
 def head_component(
