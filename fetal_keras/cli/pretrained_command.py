@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
     defaults = PretrainedRecipe()
     parser = subparsers.add_parser(
         "pretrained",
-        help="re-create the packaged localiser + segmenter pair from simulated stacks (about 1 h on 2 CPU cores)",
+        help="re-create the packaged localiser + segmenter pair from simulated stacks (about 2 h on 2 CPU cores)",
         description="Simulate a training cohort with tissue label maps, train a localiser and a segmenter on images "
         "rendered from the label maps with random contrasts, choose each role's checkpoint on --selection-csv, test the pair "
         "on simulated test stacks (and measure it on real labelled stacks when present, never training on them), and "
