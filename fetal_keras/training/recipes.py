@@ -52,9 +52,11 @@ class PretrainedRecipe:
         localiser_filters, segmenter_filters: each role's U-Net width (filters of its first level, doubling below).
         localiser_slab_size, segmenter_slab_size: each role's training slab in pixels (deploy runs whole slices).
         localiser_spacing_mm: the localiser's in-plane spacing. 3 mm since v3: its only job is a box around the head,
-            and at 3 mm a 64-pixel slab sees 19 cm, a whole fetal head with its surroundings, for a sixth of the
-            cost of a 1.1 mm slab (v2 localised at 1.1 mm: trained for a few hundred batches, 3 mm localisers found
-            the head on only 3-5 of the six real labelled stacks, ``docs/sim_to_real.md`` rows 7 and 9-10).
+            and at 3 mm a 64-pixel slab sees 19 cm, a whole fetal head with its surroundings (7 cm at 1.1 mm), and
+            deploy's whole field of view is a ninth of the pixels (v2 localised at 1.1 mm: trained for a few
+            hundred batches, 3 mm localisers found the head on only 3-5 of the six real labelled stacks,
+            ``docs/sim_to_real.md`` rows 7 and 9-10; in the 2026-12-04 run, row 26, the 3 mm localiser's head holds
+            82-91 % of the brain on 5 of the 6).
         learning_rate_schedule: ``cosine`` anneals each role's learning rate to 0 by its last epoch or time budget.
         random_surroundings: what the rendering's random shapes replace (``TrainConfig.random_surroundings``;
             ``distractors`` adds fluid-filled round structures of brain size beside the head).
