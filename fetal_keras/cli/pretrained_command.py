@@ -75,30 +75,18 @@ def add_parser(subparsers) -> None:
         "budget) (default: %(default)s)",
     )
     for role in ("localiser", "segmenter"):
-        parser.add_argument(
-            f"--{role}-filters",
-            type=int,
-            default=getattr(defaults, f"{role}_filters"),
-            help=f"filters of the {role}'s first U-Net level (default: %(default)s)",
-        )
-        parser.add_argument(
-            f"--{role}-slab-size",
-            type=int,
-            default=getattr(defaults, f"{role}_slab_size"),
-            help=f"in-plane pixels of the {role}'s training slabs, a multiple of 8 (default: %(default)s)",
-        )
-        parser.add_argument(
-            f"--{role}-epochs",
-            type=int,
-            default=getattr(defaults, f"{role}_epochs"),
-            help=f"at most this many {role} epochs (default: %(default)s)",
-        )
-        parser.add_argument(
-            f"--{role}-minutes",
-            type=float,
-            default=getattr(defaults, f"{role}_minutes"),
-            help=f"{role} training time budget in minutes (default: %(default)s)",
-        )
+        for option, kind, help_text in (
+            ("filters", int, f"filters of the {role}'s first U-Net level"),
+            ("slab-size", int, f"in-plane pixels of the {role}'s training slabs, a multiple of 8"),
+            ("epochs", int, f"at most this many {role} epochs"),
+            ("minutes", float, f"{role} training time budget in minutes"),
+        ):
+            parser.add_argument(
+                f"--{role}-{option}",
+                type=kind,
+                default=getattr(defaults, f"{role}_{option.replace('-', '_')}"),
+                help=f"{help_text} (default: %(default)s)",
+            )
     parser.add_argument(
         "--random-surroundings",
         default=defaults.random_surroundings,

@@ -52,6 +52,11 @@ def slab_centres(depth: int, slab_step: int = 1) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(1, depth - 1, 3), [max(depth - 2, 0)]]))
 
 
+def slab_slices(depth: int) -> np.ndarray:
+    """``[z, 3]``: the slices of the slab centred on each slice of a ``depth``-slice stack, edge slices repeated."""
+    return np.clip(np.arange(depth)[:, None] + np.arange(-1, 2)[None, :], 0, depth - 1)
+
+
 def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, slab_step: int = 1) -> np.ndarray:
     """Brain probability of every voxel of a whitened stack.
 
@@ -69,9 +74,7 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, sla
     stride = model.stride if hasattr(model, "stride") else total_stride(model)
     padded, (height, width) = pad_in_plane(image.astype(np.float32), stride)
     depth = padded.shape[0]
-    index = np.clip(
-        np.arange(depth)[:, None] + np.arange(-1, 2)[None, :], 0, depth - 1
-    )  # [z, 3] slice of each slab position
+    index = slab_slices(depth)
     total = np.zeros(padded.shape, np.float32)
     count = np.zeros(depth, np.float32)
     infer = _inference_function(model)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from fetal_keras.deploy.inference import pad_in_plane, slab_centres
+from fetal_keras.deploy.inference import pad_in_plane, slab_centres, slab_slices
 from fetal_keras.models.networks import total_stride
 
 
@@ -39,8 +39,7 @@ def stack_statistics(model, image: np.ndarray) -> Iterator[None]:
     layers = _batch_norms(model)
     saved = [(layer.momentum, [weight.numpy() for weight in layer.non_trainable_weights]) for layer in layers]
     padded, _ = pad_in_plane(image.astype(np.float32), total_stride(model))
-    depth = padded.shape[0]
-    index = np.clip(slab_centres(depth, 3)[:, None] + np.arange(-1, 2)[None, :], 0, depth - 1)
+    index = slab_slices(padded.shape[0])[slab_centres(padded.shape[0], 3)]
     try:
         for layer in layers:
             layer.momentum = 0.0

@@ -8,14 +8,13 @@ averaged like the weights; deploy can also replace them with the stack's own (``
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from fetal_keras.files import atomic_output
+from fetal_keras.files import atomic_output, write_json
 from fetal_keras.models.networks import build_model
 from fetal_keras.training.config import TrainConfig
 
@@ -58,7 +57,7 @@ def write_averaged(run_dir: str | Path, last: int, out_dir: str | Path) -> Path:
     with atomic_output(out_dir / "model.keras") as temporary:
         averaged_model(run_dir, last).save(temporary)
     shutil.copyfile(Path(run_dir) / "config.json", out_dir / "config.json")
-    (out_dir / "average.json").write_text(
-        json.dumps({"run": str(run_dir), "epochs": [p.name for p in epoch_weight_files(run_dir)[-last:]]}, indent=2)
+    write_json(
+        out_dir / "average.json", {"run": str(run_dir), "epochs": [p.name for p in epoch_weight_files(run_dir)[-last:]]}
     )
     return out_dir
