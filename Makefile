@@ -32,6 +32,7 @@ docs: $(STAMP)  ## the documentation site into site/ (strict: a broken link or a
 lint: $(STAMP)
 	$(BIN)/ruff check fetal_keras tests benchmarks notebooks
 	$(BIN)/ruff format --check fetal_keras tests benchmarks notebooks
+	$(BIN)/lint-imports  # the layers of pyproject.toml: every import points down, no circles
 
 test: lint  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest

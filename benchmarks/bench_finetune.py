@@ -63,8 +63,8 @@ if __name__ == "__main__":
     build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
 
 from fetal_keras.data.cohort import read_cohort
+from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-from fetal_keras.models.loading import load_predictor
 from fetal_keras.training.small_cohort import (
     fine_tune_pair,
     one_stack_per_orientation,

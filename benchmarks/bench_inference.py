@@ -61,8 +61,8 @@ import tensorflow as tf
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig, normalise_intensity
 from fetal_keras.deploy.inference import pad_in_plane, predict_brain_probability, predict_sliding_window
+from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.predict import PredictOptions, predict_many
-from fetal_keras.models.loading import load_pair, load_predictor
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import build_model, flops_per_slab, total_stride
 

@@ -1,6 +1,6 @@
 """Input pipeline speed: fetal_keras' tf.data pipeline vs the original's reader vs one training step.
 
-(a) ``fetal_keras.data.pipeline.training_dataset`` with its default, full augmentation (stacks decoded once, vectorised TF
+(a) ``fetal_keras.pipeline.training_dataset`` with its default, full augmentation (stacks decoded once, vectorised TF
     ops), and (a') the same pipeline with the original's augmentation only (flips and offset), like for like with (b);
 (b) a naive baseline mimicking the original reader: a Python generator through ``from_generator`` that re-reads and
     decompresses each NIfTI file, whitens and flips the whole volume, and cuts 20 class-balanced slabs from it;
@@ -45,10 +45,10 @@ from scipy import ndimage
 
 from fetal_keras.data.augment import AugmentConfig
 from fetal_keras.data.cohort import LABELS_COLUMN, read_cohort
-from fetal_keras.data.pipeline import training_dataset
 from fetal_keras.data.preprocess import PreprocessConfig, label_map_preprocess, label_maps_as_images, whiten
 from fetal_keras.data.stack_bank import load_stack_bank
 from fetal_keras.models.networks import build_model
+from fetal_keras.pipeline import training_dataset
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.simulate.tissues import Tissue
 

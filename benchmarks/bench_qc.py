@@ -51,10 +51,10 @@ import SimpleITK as sitk
 from sklearn.metrics import RocCurveDisplay, roc_auc_score
 
 from fetal_keras.data.cohort import read_cohort
+from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions
 from fetal_keras.deploy.stack_qc import QcSettings
 from fetal_keras.evaluation.labelled_cohort import segment_and_score
-from fetal_keras.models.loading import load_predictor
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 
 GROUPS = {

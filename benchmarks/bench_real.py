@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":
     build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
 
+from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.predict import PredictOptions
 from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
-from fetal_keras.models.loading import load_pair, load_predictor
 
 
 def main() -> None:

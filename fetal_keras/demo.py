@@ -15,14 +15,14 @@ from fetal_keras.data.check import CheckOptions, check_cohort
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.data.problems import Severity
 from fetal_keras.data.splits import SplitSettings, make_splits, write_splits
+from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions, predict_many
 from fetal_keras.evaluation.evaluate import evaluate_cohort, summarize
 from fetal_keras.figures.paper import paper_figures
 from fetal_keras.files import atomic_output, write_json
-from fetal_keras.models.loading import load_predictor
+from fetal_keras.models.metrics import VOLUME_DICE
+from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
-from fetal_keras.training.callbacks import VOLUME_DICE
-from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.recipes import DEMO_EPOCHS, DEMO_GUARD_MINUTES, DEMO_INIT_FROM, DEMO_STEPS_PER_EPOCH
 from fetal_keras.training.train import train
 

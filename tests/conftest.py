@@ -78,7 +78,7 @@ def write_cohort(tmp_path):
 
 def tiny_train_config(train_csv: str, val_csv: str, run_dir, **changes):
     """A TrainConfig for a network and a run small enough for CPU tests (seconds per epoch)."""
-    from fetal_keras.training.config import TrainConfig
+    from fetal_keras.models.train_config import TrainConfig
 
     settings = dict(
         base_filters=2,

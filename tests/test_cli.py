@@ -84,7 +84,7 @@ def test_split_refuses_to_overwrite_its_input(tmp_path, write_cohort):
 def test_train_flags_override_a_saved_config(tmp_path):
     from fetal_keras.cli.main import build_parser
     from fetal_keras.cli.train_command import config_from_args
-    from fetal_keras.training.config import TrainConfig
+    from fetal_keras.models.train_config import TrainConfig
 
     saved = TrainConfig("a.csv", "b.csv", "old_run", preset="fetal_fcn", learning_rate=0.01, brain_labels=(2,))
     saved.save(tmp_path / "config.json")
@@ -113,7 +113,7 @@ def test_train_flags_override_a_saved_config(tmp_path):
 def test_train_defaults_are_the_config_defaults():
     from fetal_keras.cli.main import build_parser
     from fetal_keras.cli.train_command import config_from_args
-    from fetal_keras.training.config import TrainConfig
+    from fetal_keras.models.train_config import TrainConfig
 
     args = build_parser().parse_args(["train", "--train-csv", "a", "--val-csv", "b", "--run-dir", "c"])
     assert config_from_args(args) == TrainConfig("a", "b", "c")

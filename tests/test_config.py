@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 
 
 def test_config_round_trips_through_json_with_provenance(tmp_path):

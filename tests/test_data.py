@@ -8,14 +8,14 @@ from conftest import write_volume
 from scipy import ndimage
 
 from fetal_keras.data.augment import AugmentConfig, sampling_points
-from fetal_keras.data.pipeline import (
+from fetal_keras.data.preprocess import PreprocessConfig, label_map_preprocess, load_stacks, prepare_stack
+from fetal_keras.pipeline import (
     SamplingConfig,
     patch_dataset,
     read_train_and_validation,
     training_dataset,
     whole_stack_dataset,
 )
-from fetal_keras.data.preprocess import PreprocessConfig, label_map_preprocess, load_stacks, prepare_stack
 from fetal_keras.rendering.config import RenderConfig
 from fetal_keras.simulate.tissues import Tissue
 

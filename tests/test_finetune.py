@@ -11,7 +11,7 @@ from fetal_keras.cli.main import build_parser
 from fetal_keras.cli.train_command import config_from_args
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import pair_folder, sha256_of
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.initial_weights import (
     inherited_settings,
     load_initial_weights,
@@ -70,7 +70,7 @@ def test_folders_that_hold_no_keras_weights_are_refused_with_the_reason(tmp_path
 
 
 def test_a_pair_file_without_both_roles_is_refused_by_training_and_deploy_alike(tmp_path):
-    from fetal_keras.models.loading import load_predictor
+    from fetal_keras.deploy.loading import load_predictor
 
     (tmp_path / "pair.json").write_text(json.dumps({"segmenter": "seg.keras"}))
     for load in (lambda: resolve_initial_weights(tmp_path, "segmenter"), lambda: load_predictor(tmp_path)):

@@ -77,7 +77,7 @@ def test_the_python_api_loads_the_model_in_a_new_process(trained_run, name):
     run, _ = trained_run
     code = (
         "import sys, numpy as np\n"
-        "from fetal_keras.models.loading import load_predictor\n"
+        "from fetal_keras.deploy.loading import load_predictor\n"
         "predictor, _, _ = load_predictor(sys.argv[1])\n"
         "roles = [predictor.localiser, predictor.segmenter] if hasattr(predictor, 'segmenter') else [predictor]\n"
         "for model in roles:\n"
@@ -91,7 +91,7 @@ def test_a_new_notebook_kernel_loads_a_checkpoint(trained_run):
     from nbclient import NotebookClient
 
     run, _ = trained_run
-    source = f"from fetal_keras.models.loading import load_predictor\npredictor = load_predictor({str(run.best)!r})[0]"
+    source = f"from fetal_keras.deploy.loading import load_predictor\npredictor = load_predictor({str(run.best)!r})[0]"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     NotebookClient(notebook, timeout=120, startup_timeout=60, kernel_name="python3").execute()
     assert not [output for output in notebook.cells[0].outputs if output.output_type == "error"]

@@ -9,11 +9,11 @@ from conftest import OBLIQUE, ThresholdPredictor, write_volume
 
 from fetal_keras.data.io import StackGeometry, read_stack
 from fetal_keras.data.preprocess import PreprocessConfig, crop_region, prepare_stack
+from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, predict_many
-from fetal_keras.models.loading import load_pair, load_predictor
 from fetal_keras.models.networks import build_model
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 
 
 def test_crop_region_adds_the_margin_grows_to_the_minimum_and_stays_inside():

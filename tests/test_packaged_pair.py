@@ -7,8 +7,8 @@ from conftest import write_volume
 
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import prepare_stack
+from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, locate_head
-from fetal_keras.models.loading import load_predictor
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 

@@ -10,6 +10,7 @@ from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 from fetal_keras.cli.main import main
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.deploy.predict import (
     PredictOptions,
     flagged_slices,
@@ -18,7 +19,6 @@ from fetal_keras.deploy.predict import (
     predict_many,
     stack_probability,
 )
-from fetal_keras.models.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import sha256_of_folder
 from fetal_keras.training.callbacks import export_saved_model

@@ -127,7 +127,7 @@ def test_packaged_models_match_their_cards_and_fit_in_10_mb():
 
 
 def test_v1_stays_loadable_by_name():
-    from fetal_keras.models.loading import load_predictor
+    from fetal_keras.deploy.loading import load_predictor
 
     _, preprocess, description = load_predictor("pretrained:v1")
     assert description.startswith("fetal_unet_sim_v1 (sha256 ") and preprocess.target_spacing_mm is None
@@ -154,8 +154,8 @@ def test_packaged_model_segments_a_stack_from_the_command_line_and_names_both_ch
 def test_the_card_stars_the_real_stacks_that_chose_a_checkpoint(tmp_path, write_cohort):
     """Stacks of a selection cohort are starred and the others summarised apart: a reader sees which real Dice
     figures took part in choosing the model."""
-    from fetal_keras.training.config import TrainConfig
-    from fetal_keras.training.make_pretrained import _real_table, _selection_ids
+    from fetal_keras.models.train_config import TrainConfig
+    from fetal_keras.training.model_card import real_table, selection_stacks
 
     split_dir = tmp_path / "split"
     selection = write_cohort(ids=["real-1", "real-3"], folder="selection")
@@ -163,7 +163,7 @@ def test_the_card_stars_the_real_stacks_that_chose_a_checkpoint(tmp_path, write_
         "localiser": TrainConfig("t.csv", str(split_dir / "val.csv"), "a", task="localiser"),
         "segmenter": TrainConfig("t.csv", str(selection), "b", task="segmenter"),
     }
-    ids, sentences = _selection_ids(configs, split_dir)
+    ids, sentences = selection_stacks(configs, split_dir)
     assert ids == {"real-1", "real-3"} and len(sentences) == 1 and "the segmenter checkpoints" in sentences[0]
     measured = pd.DataFrame(
         {
@@ -174,7 +174,7 @@ def test_the_card_stars_the_real_stacks_that_chose_a_checkpoint(tmp_path, write_
             "true_volume_ml": [160.0] * 4,
         }
     )
-    table = _real_table({"no TTA": measured, "TTA": measured}, ids)
+    table = real_table({"no TTA": measured, "TTA": measured}, ids)
     assert "| real-1 * |" in table and "| real-2 |" in table
     assert "| **mean (not used for selection)** | 0.250 |" in table  # real-2 and real-4 (no mask: Dice 0)
     assert "| **mean** | 0.525 |" in table
@@ -195,7 +195,7 @@ def test_a_work_folder_simulated_with_other_settings_is_refused_not_reused(tmp_p
     from dataclasses import asdict
 
     from fetal_keras.simulate import SimulationSettings
-    from fetal_keras.training.make_pretrained import _simulated
+    from fetal_keras.training.pretrained_cohorts import simulated
 
     folder = tmp_path / "bank"
     folder.mkdir()
@@ -203,12 +203,12 @@ def test_a_work_folder_simulated_with_other_settings_is_refused_not_reused(tmp_p
     recorded = asdict(SimulationSettings(subjects=300, labels_only=True))
     del recorded["first_subject"]  # written before the setting existed
     (folder / "simulation.json").write_text(json.dumps({"settings": recorded}))
-    assert _simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1) == folder / "cohort.csv"
+    assert simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1) == folder / "cohort.csv"
     with pytest.raises(ValueError, match="subjects: 300 there, 40 now"):
-        _simulated(SimulationSettings(subjects=40, labels_only=True), folder, 1)
+        simulated(SimulationSettings(subjects=40, labels_only=True), folder, 1)
     (folder / "simulation.json").unlink()
     with pytest.raises(ValueError, match="no readable settings"):
-        _simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1)
+        simulated(SimulationSettings(subjects=300, labels_only=True), folder, 1)
     assert (folder / "cohort.csv").read_text() == "iFIND_id,image,segmentation\n"
 
 
@@ -235,7 +235,7 @@ def test_packaged_models_name_no_folder_of_the_machine_that_trained_them():
 
 
 def test_packaged_paths_are_given_relative_to_the_work_folder_or_by_their_last_parts(tmp_path):
-    from fetal_keras.training.make_pretrained import described_path, portable_run_record
+    from fetal_keras.training.pretrained_package import described_path, portable_run_record
 
     work = tmp_path / "work"
     assert described_path(work / "split" / "train.csv", work) == "WORK_DIR/split/train.csv"

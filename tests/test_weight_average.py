@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fetal_keras.models.networks import build_model
+from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.callbacks import EpochWeights
-from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.weight_average import EPOCH_WEIGHTS, averaged_model, write_averaged
 
 

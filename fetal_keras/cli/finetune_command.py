@@ -47,9 +47,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``finetune``."""
+    from fetal_keras.deploy.loading import load_predictor
     from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
     from fetal_keras.files import atomic_output, write_json
-    from fetal_keras.models.loading import load_predictor
     from fetal_keras.training.small_cohort import fine_tune_pair
 
     out = Path(args.out)

@@ -169,7 +169,7 @@ def _options(args: argparse.Namespace):
 
 def _load(args: argparse.Namespace):
     """(predictor, preprocessing, description) of --model (and --localiser)."""
-    from fetal_keras.models.loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
+    from fetal_keras.deploy.loading import load_pair, load_predictor  # TensorFlow only for the commands that need it
 
     if args.localiser:
         return load_pair(args.localiser, args.model)

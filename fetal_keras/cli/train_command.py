@@ -18,7 +18,7 @@ from fetal_keras.choices import (
     TASKS,
 )
 from fetal_keras.data.labels import parse_label_values
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
 

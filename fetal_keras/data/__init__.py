@@ -1,1 +1,1 @@
-"""Data: cohorts, NIfTI I/O, checks, preprocessing, splits and the tf.data slab pipeline."""
+"""Data: cohorts, NIfTI I/O, checks, preprocessing and splits."""

@@ -75,7 +75,7 @@ def derivative_paths(folder: Path, stack: BidsStack, keep_suffix: bool = False) 
 
 
 def model_checksums(description: str) -> dict[str, str] | str:
-    """The SHA-256 checksums a model description names (``fetal_keras.models.loading``): one string for a single
+    """The SHA-256 checksums a model description names (``fetal_keras.deploy.loading``): one string for a single
     model, ``{"localiser": ..., "segmenter": ...}`` for a pair (its descriptions name the localiser first)."""
     checksums = CHECKSUM_PATTERN.findall(description)
     if len(checksums) == 2:
@@ -126,7 +126,7 @@ def start_derivatives(folder: Path, model_description: str, overwrite: bool = Fa
 
     Args:
         folder: the derivatives dataset (:func:`derivatives_folder`).
-        model_description: the loaded model's description (``fetal_keras.models.loading``).
+        model_description: the loaded model's description (``fetal_keras.deploy.loading``).
         overwrite: take over a folder written by another pipeline or model.
 
     Raises:

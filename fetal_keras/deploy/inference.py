@@ -62,7 +62,7 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, sla
 
     Args:
         model: a slab model (``[b, 3, y, x, 1]`` -> ``[b, 3, y, x, 2]`` softmax): a Keras model, or any callable
-            with a ``stride`` attribute (e.g. ``fetal_keras.models.loading.SavedModelPredictor``).
+            with a ``stride`` attribute (e.g. ``fetal_keras.deploy.loading.SavedModelPredictor``).
         image: ``[z, y, x]`` whitened stack (as ``fetal_keras.data.preprocess`` prepares it), any size.
         batch_size: slabs per forward pass.
         slab_step: 1 (a slab around every slice, averaged) or 3 (non-overlapping slabs, about 3x faster).

@@ -26,7 +26,7 @@ def segment_and_score(
     """Segment every stack of a labelled cohort as ``fetal-keras predict`` does, then evaluate the masks.
 
     Args:
-        predictor: the model or pair, as ``fetal_keras.models.loading.load_predictor`` returns it.
+        predictor: the model or pair, as ``fetal_keras.deploy.loading.load_predictor`` returns it.
         preprocess: its preprocessing (idem).
         description: its description for the tables (idem).
         csv_path: a cohort CSV with segmentations.

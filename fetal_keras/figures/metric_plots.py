@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fetal_keras.training.callbacks import MONITOR_DICE, VOLUME_DICE
+from fetal_keras.models.metrics import MONITOR_DICE, VOLUME_DICE
 
 
 def plot_training_curves(

@@ -212,8 +212,8 @@ def pretrained_qc_figure(
         every: slice step.
         dpi: resolution (small by default: the figure is committed).
     """
+    from fetal_keras.deploy.loading import load_predictor
     from fetal_keras.deploy.predict import PredictOptions, predict_many
-    from fetal_keras.models.loading import load_predictor
 
     predictor, preprocess, description = load_predictor(model)
     truths = {str(path): mask for path, mask in (truths or {}).items()}

@@ -1,1 +1,1 @@
-"""Models: the networks, losses, metrics, loading for inference and the packaged pretrained weights."""
+"""Models: the networks, losses, metrics, a run's training config and the packaged pretrained weights."""

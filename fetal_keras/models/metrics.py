@@ -14,6 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
+# Columns of a run's history.csv: whole-volume Dice on the validation stacks, and on the monitored stacks.
+VOLUME_DICE = "val_volume_dice"
+MONITOR_DICE = "monitor_volume_dice"
+
 
 def dice_score(prediction: np.ndarray, truth: np.ndarray, truth_outside: int = 0) -> float:
     """Dice of two binary masks of the same shape (1.0 when both are empty); ``truth_outside``: true voxels beyond

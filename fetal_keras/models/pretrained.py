@@ -1,6 +1,6 @@
 """The pretrained models shipped in ``fetal_keras/weights/``, checked against their model cards on load.
 
-``fetal-keras predict --model pretrained`` (and :func:`fetal_keras.models.loading.load_predictor` with
+``fetal-keras predict --model pretrained`` (and :func:`fetal_keras.deploy.loading.load_predictor` with
 ``"pretrained"``) use the default one; ``pretrained:v1`` and ``pretrained:v2`` name each. ``v1`` is one whole-stack
 model (``<name>.keras``); ``v2`` a localiser + segmenter pair (``<name>/pair.json``, ``<name>/<role>/model.keras``
 and ``config.json``). All were trained only on simulated stacks (``fetal-keras pretrained`` / ``make pretrained``
@@ -29,6 +29,8 @@ PAIR_ROLES = ("localiser", "segmenter")
 PRETRAINED_SPEC = "pretrained"
 # A pair folder's index: {"localiser": path, "segmenter": path}, relative to the folder.
 PAIR_FILE = "pair.json"
+# Beside an exported SavedModel: what inference needs to know about it (its in-plane stride).
+SAVED_MODEL_INFO = "fetal_keras.json"
 
 
 def write_pair_file(folder: str | Path, models: dict[str, str]) -> Path:

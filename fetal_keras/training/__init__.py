@@ -1,1 +1,1 @@
-"""Training: the run's config, callbacks, the fit loop under tf.distribute and the pretrained recipe."""
+"""Training: callbacks, the fit loop under tf.distribute and the pretrained recipe."""

@@ -20,11 +20,9 @@ from fetal_keras.data.preprocess import PreparedStack
 from fetal_keras.deploy.inference import predict_brain_probability
 from fetal_keras.deploy.predict import postprocess_mask
 from fetal_keras.files import append_progress, atomic_output, write_json
-from fetal_keras.models.metrics import dice_score
+from fetal_keras.models.metrics import VOLUME_DICE, dice_score
 from fetal_keras.models.networks import total_stride
-
-VOLUME_DICE = "val_volume_dice"
-MONITOR_DICE = "monitor_volume_dice"
+from fetal_keras.models.pretrained import SAVED_MODEL_INFO
 
 
 def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
@@ -302,9 +300,6 @@ class LiveHistoryPlot(keras.callbacks.Callback):
 def timestamp() -> str:
     """UTC time as ``20261125T101500Z``, sortable as text: the SavedModel folder names."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-SAVED_MODEL_INFO = "fetal_keras.json"
 
 
 def export_saved_model(model: keras.Model, saved_model_root: str | Path) -> Path:

@@ -22,7 +22,7 @@ from fetal_keras.models.pretrained import (
     verified_pair,
     verified_weights,
 )
-from fetal_keras.training.config import TrainConfig, config_of_model
+from fetal_keras.models.train_config import TrainConfig, config_of_model
 
 # Settings a fine-tuned model must share with its starting model: the network and how its inputs are prepared.
 INHERITED_SETTINGS = (
@@ -135,7 +135,7 @@ def load_initial_weights(model, initial: InitialWeights) -> None:
     Raises:
         ValueError: naming the first variable whose shape differs (or the counts, when they differ).
     """
-    from fetal_keras.models.loading import load_keras_file  # TensorFlow only when training
+    from fetal_keras.deploy.loading import load_keras_file  # TensorFlow only when training
 
     source = load_keras_file(initial.path)
     for index, (target, given) in enumerate(zip(model.weights, source.weights, strict=False)):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 
 STARTS = ("pretrained", "scratch")
 # Training settings for a few real stacks (docs/finetune.md has the evidence): many small updates within the budget,

@@ -19,7 +19,7 @@ from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
 from fetal_keras.data.io import read_geometry
 from fetal_keras.files import atomic_output
 from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, write_pair_file
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
 from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
 

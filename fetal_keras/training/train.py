@@ -21,19 +21,18 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, read_cohort
-from fetal_keras.data.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.data.preprocess import label_map_preprocess, label_maps_as_images, load_stacks
 from fetal_keras.data.splits import ensure_disjoint
 from fetal_keras.data.stack_bank import StackBank, load_stack_bank
+from fetal_keras.deploy.loading import load_single
 from fetal_keras.deploy.localise import LocalisedSegmenter
 from fetal_keras.deploy.predict import PredictOptions, locate_head
-from fetal_keras.models.loading import load_single
 from fetal_keras.models.losses import get_loss
-from fetal_keras.models.metrics import BrainDice
+from fetal_keras.models.metrics import MONITOR_DICE, VOLUME_DICE, BrainDice
 from fetal_keras.models.networks import build_model, freeze_encoder
+from fetal_keras.models.train_config import TrainConfig
+from fetal_keras.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.training.callbacks import (
-    MONITOR_DICE,
-    VOLUME_DICE,
     BestCheckpoint,
     CosineDecay,
     SliceImages,
@@ -41,7 +40,6 @@ from fetal_keras.training.callbacks import (
     WholeVolumeDice,
     export_saved_model,
 )
-from fetal_keras.training.config import TrainConfig
 from fetal_keras.training.distributed_fit import fit_with_strategy_run
 from fetal_keras.training.initial_weights import load_initial_weights, resolve_initial_weights
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fetal_keras.files import atomic_output, write_json
 from fetal_keras.models.networks import build_model
-from fetal_keras.training.config import TrainConfig
+from fetal_keras.models.train_config import TrainConfig
 
 EPOCH_WEIGHTS = Path("checkpoints") / "epochs"
 

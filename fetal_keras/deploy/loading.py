@@ -20,6 +20,7 @@ from fetal_keras.deploy.localise import LocalisedSegmenter
 from fetal_keras.models.pretrained import (
     PAIR_FILE,
     PRETRAINED_SPEC,
+    SAVED_MODEL_INFO,
     is_pair,
     packaged_name,
     read_pair_file,
@@ -28,8 +29,7 @@ from fetal_keras.models.pretrained import (
     verified_pair,
     verified_weights,
 )
-from fetal_keras.training.callbacks import SAVED_MODEL_INFO
-from fetal_keras.training.config import config_of_model
+from fetal_keras.models.train_config import config_of_model
 
 DEFAULT_STRIDE = 8
 
