@@ -121,12 +121,17 @@ def test_predict_command_with_a_keras_file(tmp_path, write_cohort, capsys):
     build_model("unet", base_filters=2).save(tmp_path / "model.keras")
     out = tmp_path / "out"
     assert (
-        main(["predict", "--model", str(tmp_path / "model.keras"), "--csv", str(csv), "--out", str(out), "--quiet"])
+        main(
+            ["predict", "--model", str(tmp_path / "model.keras"), "--csv", str(csv), "--out", str(out), "--quiet"]
+            + ["--report"]
+        )
         == 0
     )
     assert sorted(p.name for p in out.glob("*_mask.nii.gz")) == ["sub-00_mask.nii.gz", "sub-01_mask.nii.gz"]
     printed = capsys.readouterr().out
     assert "Segmented 2 of 2 stacks" in printed and "QC flagged" in printed
+    assert f"QC report (open it in a browser): {out / 'qc_report.html'}" in printed
+    assert (out / "qc_report.html").read_text().count("data:image/png;base64,") == 2
     table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert table["qc_score"].between(0.0, 1.0).all() and set(table["qc_flag"]) <= {True, False}
     flagged = table[table["qc_flag"]]

@@ -110,6 +110,12 @@ def add_parser(subparsers) -> None:
         help="re-estimate every batch normalisation's statistics on the stack being masked (a test-time "
         "adaptation; Keras models only, not SavedModels) (default: %(default)s)",
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write qc_report.html beside predictions.csv: one self-contained page of every stack's slices "
+        "and mask outline, flagged masks first",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -146,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         if duplicated:
             raise ValueError(f"Several --input files would be written under the same id: {duplicated}.")
     table = _segment(args, stacks, args.out)
-    return _report(table, Path(args.out) / "predictions.csv")
+    return _report(table, Path(args.out) / "predictions.csv", args.report)
 
 
 def _options(args: argparse.Namespace):
@@ -183,7 +189,8 @@ def _segment(args: argparse.Namespace, stacks: list[tuple[str, str]], out: str |
     return predict_many(predictor, stacks, out, _options(args), preprocess, description, not args.quiet, stack_outputs)
 
 
-def _report(table, predictions_csv: Path) -> int:
+def _report(table, predictions_csv: Path, html_report: bool) -> int:
+    """Print what was segmented, failed and flagged (and write the HTML report when asked); the exit code."""
     failed = table[table["error"] != ""]
     for _, row in failed.iterrows():
         print(f"failed: {row['iFIND_id']} ({row['input']}): {row['error']}")
@@ -196,6 +203,10 @@ def _report(table, predictions_csv: Path) -> int:
             print(f"  {row['iFIND_id']}: score {row['qc_score']:.2f} ({row['qc_reasons'].replace(';', ', ')})")
     else:
         print("QC flagged no mask as likely wrong.")
+    if html_report:
+        from fetal_keras.figures.qc_report import write_qc_report
+
+        print(f"QC report (open it in a browser): {write_qc_report(predictions_csv)}")
     return 1 if len(failed) else 0
 
 
@@ -222,4 +233,4 @@ def _run_bids(args: argparse.Namespace) -> int:
     start_derivatives(folder, loaded[2], args.overwrite)
     table = _segment(args, [(s.stack_id, str(s.path)) for s in stacks], folder, outputs, loaded)
     write_sidecars(stacks, written, table, args.bids, args.tta)
-    return _report(table, folder / "predictions.csv")
+    return _report(table, folder / "predictions.csv", args.report)
