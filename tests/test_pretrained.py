@@ -102,6 +102,9 @@ def test_the_pair_recipe_simulates_trains_packages_and_verifies_both_roles(tmp_p
     split = json.loads((tmp_path / "work" / "split" / "split.json").read_text())["sets"]
     assert set(split) == {"val", "test"} and split["val"]["subjects"] + split["test"]["subjects"] == 3
     assert configs["localiser"]["base_filters"] == configs["segmenter"]["base_filters"] == 2
+    # The segmenter was validated on crops around what the pair's localiser finds, as deploy crops.
+    assert configs["segmenter"]["validation_localiser"] == "WORK_DIR/localiser"
+    assert configs["localiser"]["validation_localiser"] is None and "crops around the localiser's head" in card
     # Both finished runs packaged again, nothing retrained: the card says where each role comes from.
     again = ["--weights-dir", str(tmp_path / "again")]
     again += [option for role in PAIR_ROLES for option in (f"--{role}-run", str(tmp_path / "work" / role))]

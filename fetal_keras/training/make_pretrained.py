@@ -187,10 +187,11 @@ def make_pretrained(
 
     bank_csv, cohort_csv = simulate_cohorts(recipe, work_dir, workers, timings)
     splits = split_cohort(cohort_csv, recipe, work_dir)
+    localiser_run = given_runs.get("localiser", work_dir / "localiser")
     configs = {
         role: TrainConfig.load(given_runs[role] / "config.json")
         if role in given_runs
-        else recipe.config(role, work_dir / "split", work_dir / role, bank_csv)
+        else recipe.config(role, work_dir / "split", work_dir / role, bank_csv, localiser_run)
         for role in PAIR_ROLES
     }
     train_roles(configs, given_runs, work_dir, timings)

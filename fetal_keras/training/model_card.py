@@ -125,8 +125,12 @@ def data_sentence(recipe: PretrainedRecipe, split: dict[str, int]) -> str:
 def model_card(name: str, recipe: PretrainedRecipe, configs: dict[str, TrainConfig], facts: dict) -> str:
     """The card's Markdown text, from the recipe, each role's config and the facts the recipe gathered (checksums,
     split sizes, epochs, test and real metrics, timings)."""
-    recipe_json = {
-        role: {k: v for k, v in asdict(c).items() if k not in ("train_csv", "val_csv", "run_dir")}
+    recipe_json = {  # paths as the card gives them: naming no machine's folders
+        role: {
+            k: described_path(v, facts["work_dir"]) if isinstance(v, str) and Path(v).is_absolute() else v
+            for k, v in asdict(c).items()
+            if k not in ("train_csv", "val_csv", "run_dir")
+        }
         for role, c in configs.items()
     }
     real = facts.get("real")
@@ -170,7 +174,7 @@ Origins: localiser {facts["origins"]["localiser"]}; segmenter {facts["origins"][
 
 Localiser: {facts["epochs_run"]["localiser"]} epochs, best whole-volume validation Dice {facts["best_val_dice"]["localiser"]:.3f};
 segmenter: {facts["epochs_run"]["segmenter"]} epochs of {recipe.steps_per_epoch} batches of {recipe.batch_size} slabs, best validation
-Dice on crops around the brain {facts["best_val_dice"]["segmenter"]:.3f} (the epochs kept; validated on
+Dice on crops around {"the localiser's head" if configs["segmenter"].validation_localiser else "the brain"} {facts["best_val_dice"]["segmenter"]:.3f} (the epochs kept; validated on
 {" and ".join(sorted({f"`{described_path(c.val_csv, facts['work_dir'])}`" for c in configs.values()}))}).
 
 ## Simulated test metrics

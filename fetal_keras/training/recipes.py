@@ -96,9 +96,14 @@ class PretrainedRecipe:
     selection_csv: str | None = None
     monitor_csv: str | None = None
 
-    def config(self, role: str, split_dir: Path, run_dir: Path, bank_csv: Path | None = None) -> TrainConfig:
+    def config(
+        self, role: str, split_dir: Path, run_dir: Path, bank_csv: Path | None = None, localiser_run: Path | None = None
+    ) -> TrainConfig:
         """The training config of ``role`` (``"localiser"`` or ``"segmenter"``), trained on ``bank_csv`` when
-        given, else on the split's training set."""
+        given, else on the split's training set. A segmenter given the pair's ``localiser_run`` is validated (and
+        monitored) on crops around what that localiser finds, as deploy crops: a crop around the true brain tells
+        the network where the brain is (``docs/sim_to_real.md`` rows 35-36), and a checkpoint chosen there is not
+        the pair's best."""
         return TrainConfig(
             str(bank_csv or split_dir / "train.csv"),
             self.selection_csv or str(split_dir / "val.csv"),
@@ -119,4 +124,5 @@ class PretrainedRecipe:
             task=role,
             target_spacing_mm=self.localiser_spacing_mm if role == "localiser" else None,
             monitor_csv=self.monitor_csv,
+            validation_localiser=str(localiser_run) if role == "segmenter" and localiser_run else None,
         )
