@@ -9,16 +9,14 @@ from conftest import synthetic_pair, write_volume
 
 from fetal_keras.data.explore import describe_cohort, orientation_code
 from fetal_keras.evaluation.qc import load_qc_case
-from fetal_keras.figures.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
-from fetal_keras.figures.paper import (
-    cohort_views_figure,
-    metrics_latex_table,
-    metrics_with_cohort,
-    paper_figures,
+from fetal_keras.figures.metric_plots import (
+    plot_metric_boxes,
+    plot_training_curves,
+    plot_volume_agreement,
     real_dice_over_training_figure,
-    save_figure,
 )
-from fetal_keras.figures.plots import show_example_panel, show_slice_montage
+from fetal_keras.figures.paper import cohort_views_figure, metrics_latex_table, metrics_with_cohort, paper_figures
+from fetal_keras.figures.plots import save_figure, show_example_panel, show_slice_montage
 from fetal_keras.files import output_paths
 
 

@@ -21,7 +21,7 @@ from fetal_keras.deploy.predict import (
 )
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import sha256_of_folder
-from fetal_keras.training.callbacks import export_saved_model
+from fetal_keras.training.export import export_saved_model
 
 
 class LeftBiasedPredictor(ThresholdPredictor):

@@ -17,7 +17,8 @@ from conftest import tiny_train_config
 from fetal_keras.models.metrics import VOLUME_DICE
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.train_config import TrainConfig
-from fetal_keras.training.callbacks import BestCheckpoint, CosineDecay, ProgressLog, export_saved_model
+from fetal_keras.training.callbacks import BestCheckpoint, CosineDecay, ProgressLog
+from fetal_keras.training.export import export_saved_model
 from fetal_keras.training.train import RunFolder, train
 
 pytestmark = pytest.mark.slow

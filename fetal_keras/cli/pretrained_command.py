@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     )
     trained = {role: Path(args.work_dir) / role for role in ("localiser", "segmenter") if role not in runs}
     if monitor_csv and trained:
-        from fetal_keras.figures.paper import real_dice_over_training_figure
+        from fetal_keras.figures.metric_plots import real_dice_over_training_figure
 
         paths = real_dice_over_training_figure(trained, args.curves_dir, monitor_label=f"{monitor_csv} (whole volumes)")
         print(f"Dice over training: {paths[0]}")

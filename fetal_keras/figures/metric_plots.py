@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fetal_keras.figures.plots import save_figure
 from fetal_keras.models.metrics import MONITOR_DICE, VOLUME_DICE
 
 
@@ -121,3 +124,30 @@ def plot_volume_agreement(metrics: pd.DataFrame, axes: Sequence[plt.Axes] | None
     for ax in axes:
         ax.grid(alpha=0.3)
     return scatter.figure
+
+
+def real_dice_over_training_figure(
+    run_dirs: Mapping[str, str | Path],
+    out_dir: str | Path,
+    name: str = "real_dice_over_training",
+    monitor_label: str = "real stacks (whole volumes)",
+    dpi: int = 100,
+) -> list[Path]:
+    """One panel per training run (e.g. ``{"localiser": RUN, "segmenter": RUN}``): its Dice curves over training
+    batches, with the monitor cohort's whole-volume Dice (``TrainConfig.monitor_csv``, e.g. real stacks) beside the
+    simulated validation Dice; saved as ``out_dir/<name>.png`` and ``.pdf``.
+
+    Raises:
+        FileNotFoundError: if a run folder has no ``history.csv`` or ``config.json``.
+    """
+    figure, axes = plt.subplots(1, len(run_dirs), figsize=(5 * len(run_dirs), 3.6), squeeze=False)
+    for ax, (title, run_dir) in zip(axes[0], run_dirs.items(), strict=True):
+        run_dir = Path(run_dir)
+        for required in ("history.csv", "config.json"):
+            if not (run_dir / required).is_file():
+                raise FileNotFoundError(f"{run_dir} has no {required}: is it a training run folder?")
+        steps = json.loads((run_dir / "config.json").read_text())["config"]["steps_per_epoch"]
+        plot_training_curves(pd.read_csv(run_dir / "history.csv"), ax, steps, monitor_label)
+        ax.set_title(title)
+    figure.tight_layout()
+    return save_figure(figure, out_dir, name, dpi)

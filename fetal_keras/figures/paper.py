@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,25 +17,19 @@ from fetal_keras.data.labels import read_brain_mask
 from fetal_keras.data.preprocess import PreprocessConfig, normalise_intensity
 from fetal_keras.evaluation.qc import load_qc_case
 from fetal_keras.figures.metric_plots import plot_metric_boxes, plot_training_curves, plot_volume_agreement
-from fetal_keras.figures.plots import draw_slice, intensity_window, show_example_panel, show_orthogonal_views
+from fetal_keras.figures.plots import (
+    draw_slice,
+    intensity_window,
+    save_figure,
+    show_example_panel,
+    show_orthogonal_views,
+)
 from fetal_keras.files import atomic_output, id_from_filename, output_paths
 from fetal_keras.models.pretrained import PRETRAINED_SPEC
 from fetal_keras.simulate import SimulationSettings, simulate_stack
 from fetal_keras.simulate.cohort import simulate_subject
 
 GA_BAND_EDGES = (18, 24, 28, 32, 36, 42)
-
-
-def save_figure(figure: plt.Figure, out_dir: str | Path, name: str, dpi: int = 100) -> list[Path]:
-    """Save ``figure`` as ``out_dir/name.png`` and ``.pdf`` (each written atomically); return both paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path in paths:
-        with atomic_output(path) as temporary:
-            figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
-    return paths
 
 
 def simulated_vs_real_figure(
@@ -296,31 +289,4 @@ def normalised_intensities_figure(
                 )
         ax.set(title=f"normalisation = {method!r}", xlabel="normalised intensity", ylabel="density", yscale="log")
     axes[0][0].legend(fontsize=8)
-    return save_figure(figure, out_dir, name, dpi)
-
-
-def real_dice_over_training_figure(
-    run_dirs: Mapping[str, str | Path],
-    out_dir: str | Path,
-    name: str = "real_dice_over_training",
-    monitor_label: str = "real stacks (whole volumes)",
-    dpi: int = 100,
-) -> list[Path]:
-    """One panel per training run (e.g. ``{"localiser": RUN, "segmenter": RUN}``): its Dice curves over training
-    batches, with the monitor cohort's whole-volume Dice (``TrainConfig.monitor_csv``, e.g. real stacks) beside the
-    simulated validation Dice; saved as ``out_dir/<name>.png`` and ``.pdf``.
-
-    Raises:
-        FileNotFoundError: if a run folder has no ``history.csv`` or ``config.json``.
-    """
-    figure, axes = plt.subplots(1, len(run_dirs), figsize=(5 * len(run_dirs), 3.6), squeeze=False)
-    for ax, (title, run_dir) in zip(axes[0], run_dirs.items(), strict=True):
-        run_dir = Path(run_dir)
-        for required in ("history.csv", "config.json"):
-            if not (run_dir / required).is_file():
-                raise FileNotFoundError(f"{run_dir} has no {required}: is it a training run folder?")
-        steps = json.loads((run_dir / "config.json").read_text())["config"]["steps_per_epoch"]
-        plot_training_curves(pd.read_csv(run_dir / "history.csv"), ax, steps, monitor_label)
-        ax.set_title(title)
-    figure.tight_layout()
     return save_figure(figure, out_dir, name, dpi)

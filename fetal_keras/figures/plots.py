@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from fetal_keras.files import atomic_output
 
 
 def intensity_window(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.5)) -> tuple[float, float]:
@@ -166,3 +169,15 @@ def show_example_panel(
         ax.set_title(f"{label} (slice {index})", fontsize=9)
         ax.axis("off")
     return axes[0].figure
+
+
+def save_figure(figure: plt.Figure, out_dir: str | Path, name: str, dpi: int = 100) -> list[Path]:
+    """Save ``figure`` as ``out_dir/name.png`` and ``.pdf`` (each written atomically); return both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for path in paths:
+        with atomic_output(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return paths

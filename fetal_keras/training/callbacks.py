@@ -5,7 +5,6 @@ Checkpointing and resuming use Keras' own ``ModelCheckpoint`` and ``BackupAndRes
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from collections.abc import Sequence
@@ -21,8 +20,6 @@ from fetal_keras.deploy.inference import predict_brain_probability
 from fetal_keras.deploy.predict import postprocess_mask
 from fetal_keras.files import append_progress, atomic_output, write_json
 from fetal_keras.models.metrics import VOLUME_DICE, dice_score
-from fetal_keras.models.networks import total_stride
-from fetal_keras.models.pretrained import SAVED_MODEL_INFO
 
 
 def whole_volume_dice_scores(model, stacks: Sequence[PreparedStack], batch_size: int = 4) -> list[float]:
@@ -295,23 +292,3 @@ class LiveHistoryPlot(keras.callbacks.Callback):
         clear_output(wait=True)
         display(figure)
         plt.close(figure)
-
-
-def timestamp() -> str:
-    """UTC time as ``20261125T101500Z``, sortable as text: the SavedModel folder names."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def export_saved_model(model: keras.Model, saved_model_root: str | Path) -> Path:
-    """Export ``model`` for serving into ``saved_model_root/<timestamp>/`` (TensorFlow SavedModel, ``serve``).
-
-    Beside the SavedModel, ``fetal_keras.json`` records what inference needs to know: the in-plane stride.
-    """
-    target = Path(saved_model_root) / timestamp()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    model.export(str(partial), format="tf_saved_model", verbose=False)
-    info = {"model": model.name, "stride": total_stride(model), "input": "[batch, 3, y, x, 1] whitened slabs"}
-    (partial / SAVED_MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    partial.rename(target)
-    return target

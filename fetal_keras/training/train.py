@@ -38,9 +38,9 @@ from fetal_keras.training.callbacks import (
     SliceImages,
     TimeBudget,
     WholeVolumeDice,
-    export_saved_model,
 )
 from fetal_keras.training.distributed_fit import fit_with_strategy_run
+from fetal_keras.training.export import export_saved_model
 from fetal_keras.training.initial_weights import load_initial_weights, resolve_initial_weights
 
 
