@@ -9,7 +9,7 @@ false alarms) and each group's figures. Draws the ROC and the score against Dice
 is one JSON object with the figures.
 
 Run: .venv/bin/python benchmarks/bench_qc.py [--per-group 15] [--model pretrained] [--tta] [--work DIR]
-     [--figure results/figures/qc_roc.png]
+     [--figure results/figures/qc_roc.png] [--table qc_stacks.csv]
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--figure", type=Path, default=Path("results/figures/qc_roc.png"), help="ROC figure (PNG; a PDF beside it)"
     )
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="also write the per-stack table here (CSV: group, stack, Dice, HD95, volumes, QC score, flag, reasons)",
+    )
     return parser
 
 
@@ -55,6 +61,7 @@ from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions
 from fetal_keras.deploy.stack_qc import QcSettings
 from fetal_keras.evaluation.labelled_cohort import segment_and_score
+from fetal_keras.files import atomic_output
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 
 GROUPS = {
@@ -113,6 +120,27 @@ def draw(table: pd.DataFrame, failed: np.ndarray, figure: Path) -> None:
     plt.close(fig)
 
 
+TABLE_COLUMNS = (
+    "group",
+    "iFIND_id",
+    "dice",
+    "hd95_mm",
+    "predicted_volume_ml",
+    "true_volume_ml",
+    "qc_score",
+    "qc_flag",
+    "qc_reasons",
+)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """The per-stack table (``TABLE_COLUMNS`` present in ``table``), worst QC score first, written atomically."""
+    columns = [column for column in TABLE_COLUMNS if column in table.columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        table.sort_values("qc_score", ascending=False)[columns].to_csv(temporary, index=False)
+
+
 def main() -> None:
     args = build_parser().parse_args()
     predictor, preprocess, description = load_predictor(args.model)
@@ -165,6 +193,9 @@ def main() -> None:
         f"{figures['false_alarms']} false alarms"
     )
     draw(table, failed, args.figure)
+    if args.table:
+        write_table(table, args.table)
+        print(f"per-stack table: {args.table}")
     print(json.dumps(figures))
 
 
