@@ -126,7 +126,7 @@ def test_a_segmenter_validates_on_what_its_localiser_finds(train_val_csvs, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # two full-size roles fine-tuned and deployed: about 200 s beside another test
-def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stacks(train_val_csvs, tmp_path):
+def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stacks(train_val_csvs, tmp_path, capsys):
     from fetal_keras.cli.main import main
 
     out = tmp_path / "pair"
@@ -144,6 +144,11 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
     summary = json.loads((out / "validation_summary.json").read_text())
     assert summary["stacks"] == 2 and 0.0 <= summary["mean_dice"] <= 1.0
     assert len(list((out / "validation_masks").glob("*_mask.nii.gz"))) == 2
+    # The packaged pair on the same stacks, beside the fine-tuned one: what fine-tuning changed.
+    assert summary["packaged_pair"]["stacks"] == 2 and 0.0 <= summary["packaged_pair"]["mean_dice"] <= 1.0
+    assert len(list((out / "validation_masks_packaged").glob("*_mask.nii.gz"))) == 2
+    printed = capsys.readouterr().out
+    assert f"packaged pair {summary['packaged_pair']['mean_dice']}, fine-tuned {summary['mean_dice']}" in printed
     assert main(["predict", "--model", str(out), "--csv", train_val_csvs[1], "--out", str(tmp_path / "masks")]) == 0
     assert main(argv) == 2  # the folder holds a finished pair
 
@@ -159,3 +164,14 @@ def test_a_step_budget_is_whole_epochs_of_the_recipe_and_minutes_only_bound_it(t
     assert timed.epochs == 1000, "without steps the time budget decides, as before"
     with pytest.raises(ValueError, match="steps must be at least 1"):
         role_config(*csvs, tmp_path / "run", "localiser", "pretrained", 5.0, steps=0)
+
+
+def test_finetune_warns_when_the_fine_tuned_pair_is_worse_than_the_packaged_one(tmp_path):
+    from fetal_keras.cli.finetune_command import before_and_after
+
+    packaged = {"stacks": 3, "mean_dice": 0.8, "min_dice": 0.7, "median_hd95_mm": 9.0}
+    worse = packaged | {"mean_dice": 0.75}
+    assert "WARNING: the fine-tuned pair is worse" in before_and_after(packaged, worse, tmp_path)
+    better = before_and_after(packaged, packaged | {"mean_dice": 0.85}, tmp_path)
+    assert "WARNING" not in better and f"--model {tmp_path}" in better
+    assert "packaged pair 0.8, fine-tuned 0.85" in better

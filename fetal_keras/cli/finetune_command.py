@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
         f"({json.dumps(SMALL_COHORT_RECIPE)}; time split {json.dumps(ROLE_SHARES)}), starting from the packaged pair "
         "(or from scratch), keep each role's last epoch, write OUT/pair.json, and score the pair on --val-csv with "
         "the deploy code (OUT/validation.csv and OUT/validation_summary.json: the Dice fetal-keras predict will "
-        "give). Deploy with: fetal-keras predict --model OUT.",
+        "give), beside the packaged pair's on the same stacks, warning when fine-tuning made it worse. Deploy with: "
+        "fetal-keras predict --model OUT.",
     )
     parser.add_argument("--train-csv", required=True, help="labelled stacks to train on (iFIND_id,image,segmentation)")
     parser.add_argument(
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_keras.deploy.loading import load_predictor
     from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
     from fetal_keras.files import atomic_output, write_json
+    from fetal_keras.models.pretrained import PRETRAINED_SPEC
     from fetal_keras.training.small_cohort import fine_tune_pair
 
     out = Path(args.out)
@@ -57,16 +59,37 @@ def run(args: argparse.Namespace) -> int:
         name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value is not None
     }
     fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, **settings)
-    predictor, preprocess, description = load_predictor(out)
-    table = segment_and_score(predictor, preprocess, description, args.val_csv, out / "validation_masks")
-    summary = summarise(table)
+    scores = {}
+    for name, model, masks in (
+        ("packaged", PRETRAINED_SPEC, "validation_masks_packaged"),
+        ("fine-tuned", out, "validation_masks"),
+    ):
+        predictor, preprocess, description = load_predictor(model)
+        table = segment_and_score(predictor, preprocess, description, args.val_csv, out / masks)
+        scores[name] = (table, summarise(table))
+    table, summary = scores["fine-tuned"]
+    summary["packaged_pair"] = scores["packaged"][1]
     with atomic_output(out / "validation.csv") as temporary:
         table.to_csv(temporary, index=False)
     write_json(out / "validation_summary.json", summary)
     print(table[["iFIND_id", "dice", "hd95_mm", "predicted_volume_ml", "true_volume_ml"]].to_string(index=False))
-    print(
-        f"validation (deploy code, {summary['stacks']} stacks): mean Dice {summary['mean_dice']}, "
-        f"min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm. Deploy: fetal-keras predict "
-        f"--model {out} ..."
-    )
+    print(before_and_after(scores["packaged"][1], summary, out))
     return 0
+
+
+def before_and_after(packaged: dict, fine_tuned: dict, out: Path) -> str:
+    """What ``finetune`` says at its end: the validation Dice of the packaged pair and of the fine-tuned one (deploy
+    code, the same stacks), with a warning when fine-tuning made the pair worse there."""
+    lines = [
+        f"validation (deploy code, {fine_tuned['stacks']} stacks), mean Dice: packaged pair {packaged['mean_dice']}, "
+        f"fine-tuned {fine_tuned['mean_dice']} (min {packaged['min_dice']} -> {fine_tuned['min_dice']}, median HD95 "
+        f"{packaged['median_hd95_mm']} -> {fine_tuned['median_hd95_mm']} mm)."
+    ]
+    if (fine_tuned["mean_dice"] or 0.0) < (packaged["mean_dice"] or 0.0):
+        lines.append(
+            "WARNING: the fine-tuned pair is worse than the packaged pair on the validation stacks: keep the packaged "
+            "pair (fetal-keras predict --model pretrained), or fine-tune with more labelled stacks or steps."
+        )
+    else:
+        lines.append(f"Deploy: fetal-keras predict --model {out} ...")
+    return "\n".join(lines)
