@@ -59,21 +59,19 @@ def run(args: argparse.Namespace) -> int:
         name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value is not None
     }
     fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, **settings)
-    scores = {}
-    for name, model, masks in (
-        ("packaged", PRETRAINED_SPEC, "validation_masks_packaged"),
-        ("fine-tuned", out, "validation_masks"),
-    ):
-        predictor, preprocess, description = load_predictor(model)
-        table = segment_and_score(predictor, preprocess, description, args.val_csv, out / masks)
-        scores[name] = (table, summarise(table))
-    table, summary = scores["fine-tuned"]
-    summary["packaged_pair"] = scores["packaged"][1]
+
+    def scored(model, masks: str):
+        table = segment_and_score(*load_predictor(model), args.val_csv, out / masks)
+        return table, summarise(table)
+
+    packaged = scored(PRETRAINED_SPEC, "validation_masks_packaged")[1]
+    table, summary = scored(out, "validation_masks")
+    summary["packaged_pair"] = packaged
     with atomic_output(out / "validation.csv") as temporary:
         table.to_csv(temporary, index=False)
     write_json(out / "validation_summary.json", summary)
     print(table[["iFIND_id", "dice", "hd95_mm", "predicted_volume_ml", "true_volume_ml"]].to_string(index=False))
-    print(before_and_after(scores["packaged"][1], summary, out))
+    print(before_and_after(packaged, summary, out))
     return 0
 
 

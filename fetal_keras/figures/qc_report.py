@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from fetal_keras.data.io import read_stack
+from fetal_keras.data.preprocess import crop_region
 from fetal_keras.figures.plots import draw_slice, intensity_window, show_orthogonal_views
 from fetal_keras.files import atomic_output
 
@@ -38,12 +39,12 @@ table.summary { border-collapse: collapse; } table.summary td, table.summary th 
 
 def report_order(table: pd.DataFrame) -> pd.DataFrame:
     """The stacks as the report lists them: flagged masks first, then the others, each by QC score (highest, i.e.
-    most likely wrong, first; ties by id); stacks that failed to segment last."""
-    done = table[table["error"].fillna("") == ""].copy()
-    done["_flag"] = done["qc_flag"].astype(str).str.lower().isin(("true", "1"))
-    done = done.sort_values(["_flag", "qc_score", "iFIND_id"], ascending=[False, False, True], kind="stable")
-    failed = table[table["error"].fillna("") != ""].sort_values("iFIND_id", kind="stable")
-    return pd.concat([done.drop(columns="_flag"), failed])
+    most likely wrong, first; ties by id); stacks that failed to segment last. ``qc_flag`` is boolean and
+    ``error`` empty for the stacks that were segmented, as :func:`write_qc_report` reads them."""
+    done = table[table["error"] == ""]
+    done = done.sort_values(["qc_flag", "qc_score", "iFIND_id"], ascending=[False, False, True], kind="stable")
+    failed = table[table["error"] != ""].sort_values("iFIND_id", kind="stable")
+    return pd.concat([done, failed])
 
 
 def mosaic_slices(mask: np.ndarray, count: int = MOSAIC_SLICES) -> list[int]:
@@ -58,16 +59,12 @@ def mosaic_box(
     mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = MOSAIC_MARGIN_MM
 ) -> tuple[slice, slice]:
     """In-plane ``(rows, columns)`` slices of the mask's bounding box over all slices grown by ``margin_mm``
-    (spacing in SimpleITK's x, y, z order), so that the mosaic shows the outline's detail and the tissue around it;
-    the whole slice when the mask is empty."""
-    rows, columns = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
-    if not rows.size:
+    (spacing in SimpleITK's x, y, z order; ``data.preprocess.crop_region``, as a segmenter's crop), so that the
+    mosaic shows the outline's detail and the tissue around it; the whole slice when the mask is empty."""
+    if not mask.any():
         return slice(None), slice(None)
-    grow_rows, grow_columns = (int(np.ceil(margin_mm / spacing)) for spacing in (spacing_mm[1], spacing_mm[0]))
-    return (
-        slice(max(0, rows[0] - grow_rows), rows[-1] + grow_rows + 1),
-        slice(max(0, columns[0] - grow_columns), columns[-1] + grow_columns + 1),
-    )
+    _, rows, columns = crop_region(mask, spacing_mm[::-1], margin_mm, (1, 1, 1))
+    return rows, columns
 
 
 def stack_mosaic_png(
@@ -110,7 +107,9 @@ def write_qc_report(predictions_csv: str | Path, out_html: str | Path | None = N
     out_html = Path(out_html) if out_html else predictions_csv.with_name(REPORT_FILE)
     text_columns = ("input", "mask", "uncertainty", "error", "qc_reasons", "flagged_slices", "model")
     table = pd.read_csv(predictions_csv, dtype=dict.fromkeys(text_columns, str))
-    table = report_order(table.fillna({"error": "", "qc_reasons": "", "flagged_slices": "", "uncertainty": ""}))
+    table = table.fillna({"error": "", "qc_reasons": "", "flagged_slices": "", "uncertainty": ""})
+    table["qc_flag"] = table["qc_flag"].astype(str).str.lower().isin(("true", "1"))  # failed stacks: empty, False
+    table = report_order(table)
     sections = [_stack_section(row, predictions_csv.parent) for _, row in table.iterrows()]
     page = _page(title or f"fetal_keras QC report: {predictions_csv.parent.name}", table, sections)
     with atomic_output(out_html) as temporary:
@@ -130,7 +129,7 @@ def _stack_section(row: pd.Series, folder: Path) -> str:
             f'<section class="stack failed" id="{stack_id}"><h2>{stack_id} <span class="badge failed">not segmented'
             f'</span></h2><p class="facts">{html.escape(str(row["input"]))}: {html.escape(row["error"])}</p></section>'
         )
-    flagged = str(row["qc_flag"]).lower() in ("true", "1")
+    flagged = bool(row["qc_flag"])
     reasons = ", ".join(row["qc_reasons"].split(";")) if row["qc_reasons"] else "none"
     facts = (
         f"QC score {float(row['qc_score']):.2f}; reasons: {html.escape(reasons)}; brain volume "
@@ -168,7 +167,7 @@ def _picture(row: pd.Series, folder: Path) -> str:
 
 def _page(title: str, table: pd.DataFrame, sections: list[str]) -> str:
     done = table[table["error"] == ""]
-    flagged = int(done["qc_flag"].astype(str).str.lower().isin(("true", "1")).sum())
+    flagged = int(done["qc_flag"].sum())
     model = html.escape(str(done["model"].iloc[0])) if len(done) else ""
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     summary = (

@@ -44,10 +44,10 @@ PROGRESS_LOG = "progress.log"
 STAGES = 5
 
 
-def _stage(work_dir: Path, number: int, message: str) -> None:
-    """Print a stage of the recipe and append it to ``WORK_DIR/progress.log`` (which also gets one line per
-    training epoch, with its ETA)."""
-    line = f"[{number}/{STAGES}] {message}" if number else message
+def _stage(work_dir: Path, number: int | None, message: str) -> None:
+    """Print a stage of the recipe (``number`` of ``STAGES``; None: the closing line) and append it to
+    ``WORK_DIR/progress.log`` (which also gets one line per training epoch, with its ETA)."""
+    line = f"[{number}/{STAGES}] {message}" if number is not None else message
     print(line, flush=True)
     append_progress(work_dir / PROGRESS_LOG, line)
 
@@ -202,7 +202,7 @@ def make_pretrained(
     facts = _facts(configs, folder, models, splits, test, real, real_csv, given_runs, work_dir) | timings.values
     with atomic_output(card_path(name, weights_dir)) as temporary:
         temporary.write_text(model_card(name, recipe, configs, facts), encoding="utf-8")
-    _stage(work_dir, 0, f"Done: {folder} ({facts['sha256']}), card {card_path(name, weights_dir)}")
+    _stage(work_dir, None, f"Done: {folder} ({facts['sha256']}), card {card_path(name, weights_dir)}")
     return card_path(name, weights_dir)
 
 
