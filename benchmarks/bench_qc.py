@@ -19,8 +19,6 @@ import json
 import tempfile
 from pathlib import Path
 
-FAILURE_DICE = 0.8
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (built before the heavy imports, so that --help answers at once)."""
@@ -54,13 +52,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from sklearn.metrics import RocCurveDisplay, roc_auc_score
+from sklearn.metrics import RocCurveDisplay
 
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions
 from fetal_keras.deploy.stack_qc import QcSettings
 from fetal_keras.evaluation.labelled_cohort import segment_and_score
+from fetal_keras.evaluation.qc_figures import FAILURE_DICE, operating_point
 from fetal_keras.files import atomic_output
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 
@@ -156,15 +155,10 @@ def main() -> None:
     table = table[(table["error"] == "") & (table["error_predict"].fillna("") == "")]
     failed = (table["dice"] < FAILURE_DICE).to_numpy()
     flagged = table["qc_flag"].astype(bool).to_numpy()
-    auc = float(roc_auc_score(failed, table["qc_score"])) if 0 < failed.sum() < len(failed) else None
     figures = {
         "model": description,
-        "stacks": int(len(table)),
-        "failures": int(failed.sum()),
-        "roc_auc": None if auc is None else round(auc, 3),
+        **operating_point(table["dice"], table["qc_score"], flagged),
         "flag_rate": round(float(flagged.mean()), 3),
-        "failures_caught": int((flagged & failed).sum()),
-        "false_alarms": int((flagged & ~failed).sum()),
         "groups": {
             group: {
                 "stacks": int(len(rows)),

@@ -43,6 +43,8 @@ def _slices_with_brain(mask):
         "tta_disagreement",
         "elongated_shape",
         "localiser_disagreement",
+        "concave_outline",
+        "outside_localiser_head",
     ],
 )
 def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
@@ -81,6 +83,12 @@ def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
     elif reason == "localiser_disagreement":  # the localiser's head is a tenth of the mask
         head = np.zeros_like(mask)
         head[present[len(present) // 2]] = mask[present[len(present) // 2]]
+    elif reason == "concave_outline":  # a copy of the brain hanging on at its side, as the fetal trunk does
+        columns = np.flatnonzero(mask.any(axis=(0, 1)))
+        mask = mask | np.roll(mask, (len(columns) * 3 // 4, len(columns) * 3 // 4), axis=(1, 2))
+        probability, head = np.where(mask, 0.97, 0.0), mask.copy()
+    elif reason == "outside_localiser_head":  # the localiser's head is the brain's inner half (in-plane)
+        head = ndimage.binary_erosion(mask, np.ones((1, 3, 3)), iterations=int(8 / spacing[0]))
     qc = stack_qc(mask, spacing, probability, spread, head, flagged)
     assert reason in qc.reasons, (qc.reasons, qc.values)
     assert qc.flag and qc.score >= QcSettings().flag_score, (qc.score, qc.values)

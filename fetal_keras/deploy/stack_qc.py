@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from fetal_keras.data.io import mask_image
+from fetal_keras.deploy.mask_signals import in_plane_solidity, outside_head_share
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,26 @@ def _default_signals() -> dict[str, Signal]:
         "large_volume": Signal(650.0, 1000.0),  # ml
         # Share of the mask's in-plane outline on the edge of the field of view: a mask running off the image.
         "fov_border_in_plane": Signal(0.0, 0.05),
-        # Area of the first or last slice's mask over the largest slice's: a head cut by the stack's slab.
-        "cut_through_plane": Signal(0.35, 0.8),
+        # Area of the first or last slice's mask over the largest slice's: a head cut by the stack's slab. Good
+        # masks of real stacks that cover part of the head reach 0.6 (a fact about the stack more than the mask).
+        "cut_through_plane": Signal(0.5, 1.0),
         # Empty slices between the first and last slice of the mask.
         "slice_gaps": Signal(0.0, 2.0),
         # Share of the mask's inner slices (not its first or last, where a brain's area always jumps) whose area
         # jumps against their neighbours' (``predict.flagged_slices``).
         "area_jumps": Signal(0.15, 0.5),
-        # Share of the mask's voxels the model gave a probability below 0.8.
-        "low_confidence": Signal(0.3, 0.6),
+        # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18).
+        "low_confidence": Signal(0.2, 0.6),
         # Mean TTA standard deviation over the mask (with --tta only).
         "tta_disagreement": Signal(0.06, 0.2),
         # Longest over shortest principal axis of the mask in mm: a brain is about 1.2-1.5.
         "elongated_shape": Signal(2.0, 3.0),
         # |log| of the mask's volume over the localiser head's (pairs only): the two disagree on the head.
         "localiser_disagreement": Signal(float(np.log(2.0)), float(np.log(5.0))),
+        # 1 - the mask's in-plane area over its convex hull's: parts of other structures hanging on, lobes, bays.
+        "concave_outline": Signal(0.07, 0.2),
+        # Share of the mask outside the localiser's head (pairs only): the segmenter marked its crop's surroundings.
+        "outside_localiser_head": Signal(0.1, 0.5),
     }
 
 
@@ -62,7 +68,7 @@ class QcSettings:
 
     signals: dict[str, Signal] = field(default_factory=_default_signals)
     # Chosen on bench_qc's development cohort (seed 700): the lowest score of a failed mask there that 0.5 missed
-    # was 0.36; checked on a cohort simulated apart (seed 900), docs/qc.md.
+    # was 0.36; checked on a cohort simulated apart (seed 900) and on real masks (bench_qc_real), docs/qc.md.
     flag_score: float = 0.35
 
 
@@ -139,13 +145,16 @@ def stack_qc(
             sum(present[0] < index < present[-1] for index in flagged_slices) / max(len(present) - 2, 1)
         ),
         "elongated_shape": _elongation(mask, spacing_mm),
+        "concave_outline": 1.0 - in_plane_solidity(mask, spacing_mm),
     }
+
     if probability is not None:
         values["low_confidence"] = float((probability[mask] < 0.8).mean())
     if spread is not None:
         values["tta_disagreement"] = float(spread[mask].mean())
     if head is not None and np.asarray(head).any():
         values["localiser_disagreement"] = abs(float(np.log(volume_ml / (float(np.count_nonzero(head)) * voxel_ml))))
+        values["outside_localiser_head"] = outside_head_share(mask, head)
     parts = {name: settings.signals[name].part(value) for name, value in values.items()}
     score = float(1.0 - np.prod([1.0 - part for part in parts.values()]))
     reasons = tuple(name for name, part in parts.items() if part > 0.0)
