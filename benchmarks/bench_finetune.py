@@ -10,8 +10,15 @@ one fetus: a user's own cohort would hold out whole subjects instead.
 Prints a table (mean and minimum Dice per training set and start) and, last, one JSON object with
 ``dice_by_training_stacks`` (``{"1": {"pretrained": {...}, "scratch": {...}}, "3": ...}``) and ``minutes``.
 
+``--protocol orientation`` measures forgetting instead (issue 34): for each slice orientation, fine-tune from the
+packaged pair on that orientation's stacks only (2 of the six shared ones) and test on all the others, once per
+``--seeds``, beside the packaged pair on the same test stacks; it prints, per split, the packaged and fine-tuned
+mean Dice, the change and the spread over seeds, and writes the per-run table to ``--table``.
+
 Run: .venv/bin/python benchmarks/bench_finetune.py [--csv COHORT] [--minutes 10] [--starts pretrained scratch]
      [--sizes 1 3] [--train-ids ID [ID ...]] [--set NAME=VALUE ...] [--work DIR]
+     .venv/bin/python benchmarks/bench_finetune.py --protocol orientation [--seeds 0 1] [--minutes 5] [--set ...]
+     [--table finetune_orientation.csv]
 """
 
 from __future__ import annotations
@@ -56,18 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
         "learning_rate_schedule=cosine",
     )
     parser.add_argument("--work", type=Path, default=None, help="keep runs and masks here (default: temporary)")
+    parser.add_argument(
+        "--protocol",
+        choices=("sizes", "orientation"),
+        default="sizes",
+        help="sizes: packaged vs random starts on 1 and 3 stacks; orientation: train on one orientation's stacks, "
+        "test on the others, beside the packaged pair (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[42], help="seeds of the orientation protocol (default: %(default)s)"
+    )
+    parser.add_argument("--table", type=Path, default=None, help="orientation protocol: the per-run table (CSV)")
     return parser
 
 
 if __name__ == "__main__":
     build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
 
+import pandas as pd
+
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
+from fetal_keras.files import atomic_output
+from fetal_keras.models.pretrained import PRETRAINED_SPEC
 from fetal_keras.training.small_cohort import (
     fine_tune_pair,
     one_stack_per_orientation,
+    stacks_by_orientation,
     write_fine_tuning_split,
 )
 
@@ -83,6 +106,66 @@ def _setting(text: str) -> tuple[str, object]:
         return name, value
 
 
+def _scored(model, test_csv: Path) -> dict:
+    """A model's (or pair folder's) summary on the test stacks, with each stack's Dice."""
+    table = segment_and_score(*load_predictor(model), test_csv)
+    return summarise(table) | {"dice": dict(zip(table["iFIND_id"], table["dice"].round(4), strict=True))}
+
+
+def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path) -> None:
+    """Fine-tune on each orientation's stacks, test on the others, per seed, beside the packaged pair."""
+    rows = []
+    for orientation, train_ids in stacks_by_orientation(cohort).items():
+        split = write_fine_tuning_split(cohort, train_ids, work / f"train_{orientation}")
+        packaged = _scored(PRETRAINED_SPEC, split.test_csv)
+        for seed in args.seeds:
+            pair = fine_tune_pair(
+                split.train_csv,
+                split.test_csv,
+                work / f"train_{orientation}" / f"seed{seed}",
+                "pretrained",
+                args.minutes,
+                args.steps,
+                **(settings | {"seed": seed}),
+            )
+            tuned = _scored(pair, split.test_csv)
+            rows.append(
+                {
+                    "train_orientation": orientation,
+                    "train_ids": ";".join(train_ids),
+                    "seed": seed,
+                    "packaged_mean_dice": packaged["mean_dice"],
+                    "mean_dice": tuned["mean_dice"],
+                    "min_dice": tuned["min_dice"],
+                    "median_hd95_mm": tuned["median_hd95_mm"],
+                    "dice": json.dumps(tuned["dice"]),
+                }
+            )
+            print(f"trained on {orientation} {train_ids}, seed {seed}: packaged {packaged['mean_dice']} -> {tuned}")
+    table = pd.DataFrame(rows)
+    if args.table:
+        with atomic_output(args.table) as temporary:
+            table.to_csv(temporary, index=False)
+    by_split = table.groupby("train_orientation", sort=False).agg(
+        packaged=("packaged_mean_dice", "first"),
+        fine_tuned=("mean_dice", "mean"),
+        worst_seed=("mean_dice", "min"),
+        spread=("mean_dice", lambda dice: dice.max() - dice.min()),
+    )
+    by_split["change"] = by_split["fine_tuned"] - by_split["packaged"]
+    print(by_split.round(3).to_string())
+    print(
+        json.dumps(
+            {
+                "protocol": "orientation",
+                "minutes": args.minutes,
+                "settings": settings,
+                "splits": by_split.round(4).to_dict(orient="index"),
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
@@ -90,6 +173,12 @@ def main() -> None:
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
 
     cohort = read_cohort(args.csv, require_segmentation=True)
+    if args.protocol == "orientation":
+        with tempfile.TemporaryDirectory() as scratch:
+            orientation_protocol(
+                args, cohort, dict(_setting(item) for item in args.settings), args.work or Path(scratch)
+            )
+        return
     larger = args.train_ids or one_stack_per_orientation(cohort, max(args.sizes))
     training_sets = {str(n): larger[:n] for n in sorted(set(args.sizes))}
     settings = dict(_setting(item) for item in args.settings)
@@ -108,12 +197,7 @@ def main() -> None:
                     args.steps,
                     **settings,
                 )
-                predictor, preprocess, description = load_predictor(pair)
-                table = segment_and_score(predictor, preprocess, description, split.test_csv)
-                results.setdefault(size, {})[start] = summarise(table) | {
-                    "train_ids": train_ids,
-                    "dice": dict(zip(table["iFIND_id"], table["dice"].round(4), strict=True)),
-                }
+                results.setdefault(size, {})[start] = _scored(pair, split.test_csv) | {"train_ids": train_ids}
                 print(f"trained on {train_ids} from {start}: {results[size][start]}", flush=True)
 
     print(f"\n{'training stacks':<18}{'start':<12}{'mean Dice':>10}{'min Dice':>10}{'HD95 mm':>10}{'tested':>8}")

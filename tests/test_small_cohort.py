@@ -10,6 +10,7 @@ from fetal_keras.training.small_cohort import (
     one_stack_per_orientation,
     role_config,
     slice_orientation,
+    stacks_by_orientation,
     write_fine_tuning_split,
 )
 
@@ -42,6 +43,11 @@ def test_three_training_stacks_take_one_of_each_orientation_first(tmp_path):
     assert one_stack_per_orientation(only_axial) == ["run-0", "run-1", "run-2"]
     with pytest.raises(ValueError, match="at least 4"):
         one_stack_per_orientation(only_axial.iloc[:3])
+
+
+def test_stacks_are_grouped_by_orientation_in_cohort_order(tmp_path):
+    cohort = _cohort(tmp_path, (AXIAL, CORONAL, AXIAL, SAGITTAL))
+    assert stacks_by_orientation(cohort) == {"axial": ["run-0", "run-2"], "coronal": ["run-1"], "sagittal": ["run-3"]}
 
 
 def test_the_split_is_by_stack_and_leaves_stacks_to_test_on(tmp_path):

@@ -46,6 +46,15 @@ def one_stack_per_orientation(cohort: pd.DataFrame, count: int = 3) -> list[str]
     return (first + rest)[:count]
 
 
+def stacks_by_orientation(cohort: pd.DataFrame) -> dict[str, list[str]]:
+    """The cohort's stack ids grouped by slice orientation, in cohort order (the forgetting protocol's splits: train
+    on one orientation's stacks, test on the others)."""
+    groups: dict[str, list[str]] = {}
+    for stack_id, path in zip(cohort[ID_COLUMN], cohort[IMAGE_COLUMN], strict=True):
+        groups.setdefault(slice_orientation(path), []).append(stack_id)
+    return groups
+
+
 @dataclass(frozen=True)
 class FineTuningSplit:
     """A cohort divided by stack into ``train.csv`` and ``test.csv`` (absolute paths, no subject column)."""
