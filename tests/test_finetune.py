@@ -175,3 +175,29 @@ def test_finetune_warns_when_the_fine_tuned_pair_is_worse_than_the_packaged_one(
     better = before_and_after(packaged, packaged | {"mean_dice": 0.85}, tmp_path)
     assert "WARNING" not in better and f"--model {tmp_path}" in better
     assert "packaged pair 0.8, fine-tuned 0.85" in better
+
+
+@pytest.mark.slow
+def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_and_can_freeze_the_encoder(train_val_csvs, tmp_path):
+    from fetal_keras.training.small_cohort import fine_tune_pair
+
+    with pytest.raises(ValueError, match="roles must be"):
+        fine_tune_pair(*train_val_csvs, tmp_path / "bad", "pretrained", 1.0, 1, roles=("whole",))
+    out = fine_tune_pair(
+        *train_val_csvs,
+        tmp_path / "pair",
+        "pretrained",
+        1.0,
+        1,
+        roles=("segmenter",),
+        batch_size=2,
+        freeze_encoder=True,
+    )
+    assert json.loads((out / "pair.json").read_text()) == {
+        "localiser": "localiser/model.keras",
+        "segmenter": "segmenter/checkpoints/last.keras",
+    }
+    assert sha256_of(out / "localiser" / "model.keras") == sha256_of(pair_folder() / "localiser" / "model.keras")
+    record = json.loads((out / "segmenter" / "config.json").read_text())
+    assert record["config"]["freeze_encoder"] is True
+    assert record["config"]["max_minutes"] == 1.0, "the only role trained gets the whole budget"

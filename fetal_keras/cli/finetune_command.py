@@ -41,6 +41,18 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--start", choices=STARTS, default="pretrained", help="starting weights of both roles (default: %(default)s)"
     )
+    parser.add_argument(
+        "--roles",
+        choices=("both", "segmenter"),
+        default="both",
+        help="train both roles, or only the segmenter (the packaged localiser is copied into OUT and kept; the "
+        "segmenter gets the whole budget) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="keep each network's encoder (weights and batch-norm statistics) as packaged and train the decoder only",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
     parser.set_defaults(run=run)
@@ -51,14 +63,17 @@ def run(args: argparse.Namespace) -> int:
     from fetal_keras.deploy.loading import load_predictor
     from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
     from fetal_keras.files import atomic_output, write_json
-    from fetal_keras.models.pretrained import PRETRAINED_SPEC
+    from fetal_keras.models.pretrained import PAIR_ROLES, PRETRAINED_SPEC
     from fetal_keras.training.small_cohort import fine_tune_pair
 
     out = Path(args.out)
     settings = {
         name: value for name, value in (("seed", args.seed), ("batch_size", args.batch_size)) if value is not None
     }
-    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, **settings)
+    if args.freeze_encoder:
+        settings["freeze_encoder"] = True
+    roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
+    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, roles, **settings)
 
     def scored(model, masks: str):
         table = segment_and_score(*load_predictor(model), args.val_csv, out / masks)

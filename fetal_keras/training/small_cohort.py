@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,14 @@ import pandas as pd
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
 from fetal_keras.data.io import read_geometry
 from fetal_keras.files import atomic_output
-from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, write_pair_file
+from fetal_keras.models.pretrained import (
+    DEFAULT_VERSION,
+    PACKAGED_MODELS,
+    PAIR_FILE,
+    PAIR_ROLES,
+    verified_pair,
+    write_pair_file,
+)
 from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
 from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
@@ -130,13 +138,15 @@ def fine_tune_pair(
     start: str,
     minutes: float,
     steps: int | None = None,
+    roles: tuple[str, ...] = PAIR_ROLES,
     **settings,
 ) -> Path:
     """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each; with ``steps``,
     that many batches per role, the minutes only an upper bound) into
     ``folder/localiser/`` and ``folder/segmenter/``, and write ``folder/pair.json`` naming their last checkpoints.
     Rerun the same call after an interruption: a finished role is kept, an interrupted one resumes (with a fresh
-    time budget).
+    time budget). ``roles``: the roles to train (``("segmenter",)``: the packaged localiser is copied into the
+    folder and kept, the segmenter gets the whole budget).
 
     Returns:
         The pair folder: ``fetal-keras predict --model FOLDER`` deploys it.
@@ -151,16 +161,34 @@ def fine_tune_pair(
 
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}.")
+    if not roles or not set(roles) <= set(PAIR_ROLES):
+        raise ValueError(f"roles must be some of {PAIR_ROLES}, got {roles!r}.")
     folder = Path(folder)
     if (folder / PAIR_FILE).exists():
         raise FileExistsError(f"{folder} already holds a fine-tuned pair ({folder / PAIR_FILE}); use a new folder.")
-    roles = {}
+    trained_share = sum(ROLE_SHARES[role] for role in roles)
+    models = {}
     for role in PAIR_ROLES:
+        if role not in roles:
+            models[role] = str(_copy_packaged_role(role, folder).relative_to(folder))
+            continue
         run = RunFolder(folder / role)
-        config = role_config(train_csv, val_csv, run.root, role, start, minutes * ROLE_SHARES[role], steps, **settings)
+        share = ROLE_SHARES[role] / trained_share
+        config = role_config(train_csv, val_csv, run.root, role, start, minutes * share, steps, **settings)
         if not (run.finished and TrainConfig.load(run.config) == config):  # train() refuses other settings
             keras.backend.clear_session()
             train(config, verbose=2)
-        roles[role] = str(run.last.relative_to(folder))
-    write_pair_file(folder, roles)
+        models[role] = str(run.last.relative_to(folder))
+    write_pair_file(folder, models)
     return folder
+
+
+def _copy_packaged_role(role: str, folder: Path) -> Path:
+    """Copy the packaged pair's ``role`` (its weights, checked against the card, and config) to ``folder/role/``;
+    return the copied weights file."""
+    source, _ = verified_pair(PACKAGED_MODELS[DEFAULT_VERSION])
+    target = folder / role
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("model.keras", "config.json"):
+        shutil.copy2(source / role / name, target / name)
+    return target / "model.keras"
