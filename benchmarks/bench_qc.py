@@ -57,9 +57,10 @@ from sklearn.metrics import RocCurveDisplay
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.deploy.predict import PredictOptions
-from fetal_keras.deploy.stack_qc import QcSettings
 from fetal_keras.evaluation.labelled_cohort import segment_and_score
 from fetal_keras.evaluation.qc_figures import FAILURE_DICE, operating_point
+from fetal_keras.figures.plots import save_figure
+from fetal_keras.figures.qc_plots import score_against_dice
 from fetal_keras.files import atomic_output
 from fetal_keras.simulate import SimulationSettings, simulate_cohort
 
@@ -106,17 +107,9 @@ def draw(table: pd.DataFrame, failed: np.ndarray, figure: Path) -> None:
     if 0 < failed.sum() < len(failed):
         RocCurveDisplay.from_predictions(failed, table["qc_score"], ax=roc_ax, name="qc_score")
     roc_ax.set_title(f"failures: Dice < {FAILURE_DICE} ({int(failed.sum())} of {len(failed)})")
-    for group, rows in table.groupby("group", sort=False):
-        scatter_ax.scatter(rows["dice"], rows["qc_score"], label=group, s=18)
-    scatter_ax.axvline(FAILURE_DICE, color="grey", linestyle=":")
-    scatter_ax.axhline(QcSettings().flag_score, color="grey", linestyle="--", label="flag limit")
-    scatter_ax.set(xlabel="Dice against the simulated truth", ylabel="qc_score", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    scatter_ax.legend(loc="best", fontsize=8)
+    score_against_dice(scatter_ax, table, "group", "the simulated truth")
     fig.tight_layout()
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure, dpi=120)
-    fig.savefig(figure.with_suffix(".pdf"))
-    plt.close(fig)
+    save_figure(fig, figure.parent, figure.stem, dpi=120)
 
 
 TABLE_COLUMNS = (

@@ -77,6 +77,8 @@ from fetal_keras.deploy.predict import PredictOptions, flagged_slices, locate_he
 from fetal_keras.deploy.stack_qc import QcSettings, stack_qc
 from fetal_keras.evaluation.evaluate import mask_metrics
 from fetal_keras.evaluation.qc_figures import FAILURE_DICE, operating_point, roc_auc
+from fetal_keras.figures.plots import save_figure
+from fetal_keras.figures.qc_plots import score_against_dice
 from fetal_keras.files import atomic_output, output_paths
 
 # Measurements not in the score, measured alone (larger = more likely failed).
@@ -170,18 +172,10 @@ def signal_aucs(part: pd.DataFrame) -> dict[str, float | None]:
 def draw(table: pd.DataFrame, figure: Path) -> None:
     """The QC score against Dice, development and held-out stacks apart, with the flag limit."""
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for part, rows in table.groupby("part", sort=False):
-        ax.scatter(rows["dice"], rows["qc_score"], s=18, label=f"{part} ({len(rows)} masks)")
-    ax.axvline(FAILURE_DICE, color="grey", linestyle=":")
-    ax.axhline(QcSettings().flag_score, color="grey", linestyle="--", label="flag limit")
-    ax.set(xlabel="Dice against the manual mask", ylabel="qc_score", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    score_against_dice(ax, table, "part", "the manual mask")
     ax.set_title("QC score of real masks from many systems")
-    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure, dpi=120)
-    fig.savefig(figure.with_suffix(".pdf"))
-    plt.close(fig)
+    save_figure(fig, figure.parent, figure.stem, dpi=120)
 
 
 def main() -> None:
