@@ -53,6 +53,13 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="keep each network's encoder (weights and batch-norm statistics) as packaged and train the decoder only",
     )
+    parser.add_argument(
+        "--l2sp",
+        type=float,
+        default=None,
+        help="pull every convolution kernel toward the packaged one with this strength times the squared distance "
+        "(L2-SP; e.g. 0.01; default: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
     parser.set_defaults(run=run)
@@ -72,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.freeze_encoder:
         settings["freeze_encoder"] = True
+    if args.l2sp:
+        settings["l2sp_strength"] = args.l2sp
     roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
     fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, roles, **settings)
 

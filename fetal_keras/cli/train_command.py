@@ -125,6 +125,13 @@ def add_parser(subparsers) -> None:
         "(on the shared real stacks it did worse than training everything, even from one stack: docs/finetune.md)",
     )
     option(
+        "--l2sp",
+        "l2sp_strength",
+        "with --init-from: pull every convolution kernel toward its starting value with this strength times the "
+        "squared distance (L2-SP), so that a few stacks adapt the model without it forgetting",
+        type=float,
+    )
+    option(
         "--validation-localiser",
         "validation_localiser",
         "segmenters: validate on crops around what this localiser finds (run folder, .keras file or 'pretrained'), "

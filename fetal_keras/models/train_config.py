@@ -58,7 +58,8 @@ class TrainConfig:
     ``init_from`` starts from trained weights instead of random ones (fine-tuning; see
     ``fetal_keras.training.initial_weights``: build the config with its ``fine_tuning_config`` to inherit the
     starting model's network and preprocessing). ``freeze_encoder`` then keeps the encoder's weights and batch-norm
-    statistics fixed and trains the decoder only (for very few stacks).
+    statistics fixed and trains the decoder only (for very few stacks). ``l2sp_strength`` > 0 pulls every convolution
+    kernel toward its starting value instead (L2-SP, ``fetal_keras.models.weight_anchor``).
 
     ``learning_rate_schedule="cosine"`` anneals the learning rate to 0 by the last epoch or the end of
     ``max_minutes``, whichever comes first.
@@ -106,6 +107,7 @@ class TrainConfig:
     crop_margin_mm: float | None = None
     init_from: str | None = None
     freeze_encoder: bool = False
+    l2sp_strength: float = 0.0
     validation_localiser: str | None = None
     monitor_csv: str | None = None
 
@@ -142,6 +144,10 @@ class TrainConfig:
             raise ValueError(f"validation_localiser is a segmenter's setting; this run's task is {self.task!r}.")
         if self.freeze_encoder and not self.init_from:
             raise ValueError("freeze_encoder keeps trained encoder weights: it needs init_from.")
+        if self.l2sp_strength < 0:
+            raise ValueError(f"l2sp_strength must be at least 0, got {self.l2sp_strength}.")
+        if self.l2sp_strength and not self.init_from:
+            raise ValueError("l2sp_strength pulls toward starting weights: it needs init_from.")
 
     @property
     def augment(self):

@@ -31,6 +31,7 @@ from fetal_keras.models.losses import get_loss
 from fetal_keras.models.metrics import MONITOR_DICE, VOLUME_DICE, BrainDice
 from fetal_keras.models.networks import build_model, freeze_encoder
 from fetal_keras.models.train_config import TrainConfig
+from fetal_keras.models.weight_anchor import anchor_to_current_weights
 from fetal_keras.pipeline import SamplingConfig, patch_dataset, read_train_and_validation, training_dataset
 from fetal_keras.training.callbacks import (
     BestCheckpoint,
@@ -228,6 +229,8 @@ def train(
             load_initial_weights(model, initial)
         if config.freeze_encoder:
             freeze_encoder(model)
+        if config.l2sp_strength:
+            anchor_to_current_weights(model, config.l2sp_strength)
         model.compile(optimizer=_optimizer(config), loss=get_loss(config.loss), metrics=[BrainDice()])
 
     # The run folder is made only once every input (and the starting weights) has been read and accepted.
