@@ -173,15 +173,13 @@ def main() -> None:
         raise SystemExit(f"{args.csv} does not exist: pass --csv with a labelled cohort.")
 
     cohort = read_cohort(args.csv, require_segmentation=True)
+    settings = dict(_setting(item) for item in args.settings)
     if args.protocol == "orientation":
         with tempfile.TemporaryDirectory() as scratch:
-            orientation_protocol(
-                args, cohort, dict(_setting(item) for item in args.settings), args.work or Path(scratch)
-            )
+            orientation_protocol(args, cohort, settings, args.work or Path(scratch))
         return
     larger = args.train_ids or one_stack_per_orientation(cohort, max(args.sizes))
     training_sets = {str(n): larger[:n] for n in sorted(set(args.sizes))}
-    settings = dict(_setting(item) for item in args.settings)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)

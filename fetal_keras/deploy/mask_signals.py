@@ -13,6 +13,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from fetal_keras.data.preprocess import crop_region
+
 # ``bright_rim_share`` compares, at each outline point, the intensity of a band inside the mask (extra-axial CSF
 # under the skull, bright on fetal T2) with a band outside it (skull, scalp, uterine wall), in mm from the outline.
 INSIDE_BAND_MM = (1.0, 6.0)
@@ -23,18 +25,12 @@ LOCAL_SIGMA_MM = 3.0
 RIM_CONTRAST = 0.1
 
 
-def _outline(mask_slice: np.ndarray) -> np.ndarray:
-    """The mask's in-plane outline: its voxels with a 4-neighbour outside it."""
-    return mask_slice & ~ndimage.binary_erosion(mask_slice, border_value=0)
-
-
-def _in_plane_box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
-    """All slices, and the in-plane bounding box of ``mask`` grown by ``pad`` (rows, columns) voxels."""
-    box = [slice(None)]
-    for axis, margin in ((1, pad[0]), (2, pad[1])):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(box)
+def in_plane_outline(mask: np.ndarray) -> np.ndarray:
+    """The ``[z, y, x]`` mask's in-plane outline: its voxels with one of their 4 in-plane neighbours outside it (or
+    outside the array)."""
+    cross = np.zeros((3, 3, 3), bool)
+    cross[1] = ndimage.generate_binary_structure(2, 1)
+    return mask & ~ndimage.binary_erosion(mask, cross, border_value=0)
 
 
 def bright_rim_share(image: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
@@ -49,8 +45,10 @@ def bright_rim_share(image: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
     low, high = np.percentile(image, [2.0, 98.0])
     sampling = (float(spacing_mm[1]), float(spacing_mm[0]))
     reach_mm = max(INSIDE_BAND_MM[1], OUTSIDE_BAND_MM[1]) + 3 * LOCAL_SIGMA_MM
-    box = _in_plane_box(mask, [int(np.ceil(reach_mm / step)) for step in sampling])
+    _, rows, columns = crop_region(mask, spacing_mm[::-1], reach_mm, (1, 1, 1))
+    box = (slice(None), rows, columns)
     mask = mask[box]
+    outlines = in_plane_outline(mask)
     scaled = (np.asarray(image, np.float64)[box] - low) / max(high - low, 1e-6)
     sigma = (LOCAL_SIGMA_MM / sampling[0], LOCAL_SIGMA_MM / sampling[1])
     stepped = total = 0
@@ -62,7 +60,7 @@ def bright_rim_share(image: np.ndarray, mask: np.ndarray, spacing_mm) -> float:
             inside & (inside_mm >= INSIDE_BAND_MM[0]) & (inside_mm <= INSIDE_BAND_MM[1]),
             ~inside & (outside_mm >= OUTSIDE_BAND_MM[0]) & (outside_mm <= OUTSIDE_BAND_MM[1]),
         )
-        outline = _outline(inside)
+        outline = outlines[index]
         means = []
         for band in bands:
             weight = ndimage.gaussian_filter(band.astype(np.float64), sigma)[outline]

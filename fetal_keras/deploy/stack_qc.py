@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from fetal_keras.data.io import mask_image
-from fetal_keras.deploy.mask_signals import in_plane_solidity, outside_head_share
+from fetal_keras.deploy.mask_signals import in_plane_outline, in_plane_solidity, outside_head_share
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,7 @@ class StackQc:
 
 def _outline_on_border(mask: np.ndarray) -> float:
     """Share of the mask's in-plane outline voxels that lie on the first or last row or column."""
-    inner = np.zeros_like(mask, dtype=bool)
-    inner[:, 1:-1, 1:-1] = (
-        mask[:, 1:-1, 1:-1] & mask[:, :-2, 1:-1] & mask[:, 2:, 1:-1] & mask[:, 1:-1, :-2] & mask[:, 1:-1, 2:]
-    )
-    outline = mask & ~inner
+    outline = in_plane_outline(mask)
     edge = np.zeros_like(mask, dtype=bool)
     edge[:, [0, -1], :] = True
     edge[:, :, [0, -1]] = True
@@ -147,7 +143,6 @@ def stack_qc(
         "elongated_shape": _elongation(mask, spacing_mm),
         "concave_outline": 1.0 - in_plane_solidity(mask, spacing_mm),
     }
-
     if probability is not None:
         values["low_confidence"] = float((probability[mask] < 0.8).mean())
     if spread is not None:

@@ -19,14 +19,7 @@ import pandas as pd
 from fetal_keras.data.cohort import ID_COLUMN, IMAGE_COLUMN, SEGMENTATION_COLUMN
 from fetal_keras.data.io import read_geometry
 from fetal_keras.files import atomic_output
-from fetal_keras.models.pretrained import (
-    DEFAULT_VERSION,
-    PACKAGED_MODELS,
-    PAIR_FILE,
-    PAIR_ROLES,
-    verified_pair,
-    write_pair_file,
-)
+from fetal_keras.models.pretrained import PAIR_FILE, PAIR_ROLES, PRETRAINED_NAME, verified_pair, write_pair_file
 from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.initial_weights import fine_tuning_config
 from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
@@ -186,7 +179,7 @@ def fine_tune_pair(
 def _copy_packaged_role(role: str, folder: Path) -> Path:
     """Copy the packaged pair's ``role`` (its weights, checked against the card, and config) to ``folder/role/``;
     return the copied weights file."""
-    source, _ = verified_pair(PACKAGED_MODELS[DEFAULT_VERSION])
+    source, _ = verified_pair(PRETRAINED_NAME)
     target = folder / role
     target.mkdir(parents=True, exist_ok=True)
     for name in ("model.keras", "config.json"):
