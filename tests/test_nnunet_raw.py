@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from conftest import write_volume
 
 from fetal_keras.data.nnunet_raw import NnunetDataset, case_name, nnunet_environment, write_nnunet_raw_dataset
-from conftest import write_volume
 
 BENCH_PEER = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_peer.py"
 GEOMETRY = {"spacing": (0.8, 0.8, 3.5), "origin": (-20.0, 5.0, 7.5)}
@@ -41,9 +41,7 @@ def test_raw_dataset_files_json_and_split(tmp_path, cohort_csvs):
 
     raw = tmp_path / "nn" / "nnUNet_raw" / "Dataset007_Tiny"
     assert dataset.raw == raw and dataset.name == "Dataset007_Tiny" and dataset.fold == "0"
-    assert sorted(path.name for path in (raw / "imagesTr").iterdir()) == [
-        f"sub-{i:02d}_0000.nii.gz" for i in range(4)
-    ]
+    assert sorted(path.name for path in (raw / "imagesTr").iterdir()) == [f"sub-{i:02d}_0000.nii.gz" for i in range(4)]
     assert sorted(path.name for path in (raw / "labelsTr").iterdir()) == [f"sub-{i:02d}.nii.gz" for i in range(4)]
     assert sorted(path.name for path in (raw / "imagesTs").iterdir()) == ["sub-04_0000.nii.gz", "sub-05_0000.nii.gz"]
     description = json.loads((raw / "dataset.json").read_text())
