@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = steps.add_parser("predict", help="predict images one at a time, timed")
     for step in (prepare, train, predict):
         step.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset number")
-        step.add_argument("--processes", type=int, default=1, help="worker processes (preprocessing, data augmentation; default: 1)")
+        step.add_argument(
+            "--processes", type=int, default=1, help="worker processes (preprocessing, data augmentation; default: 1)"
+        )
     for step in (train, predict):
         step.add_argument("--fold", default="all", help="'all' or a fold number (default: all)")
     train.add_argument("--minutes", type=float, required=True, help="training budget in minutes")
