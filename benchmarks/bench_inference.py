@@ -56,28 +56,15 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 import SimpleITK as sitk
-import tensorflow as tf
 
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig, normalise_intensity
 from fetal_keras.deploy.inference import pad_in_plane, predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.predict import PredictOptions, predict_many
+from fetal_keras.models.machine_speed import matmul_peak_gflops
 from fetal_keras.models.metrics import dice_score
 from fetal_keras.models.networks import build_model, flops_per_slab, total_stride
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 matmul throughput of this machine, in GFLOP/s."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    tf.matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def _keras_twin(spec: str) -> keras.Model | None:

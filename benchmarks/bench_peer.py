@@ -18,7 +18,8 @@ them). nnU-Net and a CPU build of torch come with ``pip install -e .[peers]`` (r
 environment's interpreter to keep them apart).
 
 Writes ``OUT/peer_table.csv`` (``system,budget_min,train_s,mean_dice,min_dice,median_hd95_mm,deploy_s_per_stack``
-and more), row by row: a rerun skips the rows it holds. Masks, runs and nnU-Net's folders stay under ``OUT``.
+and more: the date, the day's float32 matmul peak measured before each row, what each system trained),
+row by row: a rerun skips the rows it holds. Masks, runs and nnU-Net's folders stay under ``OUT``.
 
 Run: .venv/bin/python benchmarks/bench_peer.py --train-csv T --val-csv V --test-csv S --minutes 10 30 --out DIR
      [--systems fetal_keras_scratch fetal_keras_finetune nnunet_2d] [--nnunet-python PYTHON]
@@ -43,6 +44,8 @@ TABLE_COLUMNS = [
     "stacks",
     "failed",
     "trained",
+    "date",
+    "matmul_peak_gflops",
 ]
 INSTALL_HINT = (
     "nnU-Net is not installed for {python}. Install the optional peers (nnU-Net v2 and a CPU build of torch) with\n"
@@ -105,6 +108,7 @@ from fetal_keras.deploy.loading import load_predictor
 from fetal_keras.evaluation.evaluate import evaluate_pairs
 from fetal_keras.evaluation.labelled_cohort import segment_and_score, summarise
 from fetal_keras.files import atomic_output, write_json
+from fetal_keras.models.machine_speed import matmul_peak_gflops
 from fetal_keras.models.train_config import TrainConfig
 from fetal_keras.training.small_cohort import fine_tune_pair
 
@@ -260,12 +264,14 @@ def main() -> None:
         for system in args.systems:
             if ((table["system"] == system) & (table["budget_min"] == minutes)).any():
                 continue
+            peak = round(matmul_peak_gflops())  # the day's yardstick, before each row's training
             if system == "nnunet_2d":
                 row = nnunet_row(args, minutes, brain_labels)
             else:
                 start = system.removeprefix("fetal_keras_").replace("finetune", "pretrained")
                 row = fetal_keras_row(args, start, minutes, fetal_keras_val_csv(args), brain_labels)
             row = {"system": system, "budget_min": minutes, "deploy_s_per_stack": row.pop("seconds_per_stack")} | row
+            row |= {"date": time.strftime("%Y-%m-%d", time.gmtime()), "matmul_peak_gflops": peak}
             print(json.dumps(row), flush=True)
             table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)[[*TABLE_COLUMNS, "dice"]]
             with atomic_output(path) as temporary:

@@ -53,11 +53,11 @@ if __name__ == "__main__":
     build_parser().parse_args()  # --help and bad arguments answer before TensorFlow is imported
 
 import keras
-import tensorflow as tf
 
 from fetal_keras.data.cohort import read_cohort
 from fetal_keras.data.preprocess import load_stacks
 from fetal_keras.models.losses import get_loss
+from fetal_keras.models.machine_speed import matmul_peak_gflops
 from fetal_keras.models.networks import build_model, flops_per_slab
 from fetal_keras.training.callbacks import whole_volume_dice_scores
 from fetal_keras.training.recipes import PretrainedRecipe
@@ -88,17 +88,6 @@ def recipe_of(name: str) -> PretrainedRecipe:
             v3_first, head_anatomy="icbm", augmentation="default", random_surroundings="maternal", steps_per_epoch=50
         )
     return current
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """float32 matmul GFLOP/s of this machine now."""
-    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
-    tf.matmul(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        product = tf.matmul(a, b)
-    product.numpy()
-    return repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9
 
 
 def measure_role(name: str, role: str, args, tables: dict) -> dict:
