@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Python that runs nnU-Net, in a process of its own (default: this one)",
     )
     parser.add_argument(
-        "--nnunet-iterations", type=int, default=25, help="nnU-Net training batches per epoch (its own: 250; 25)"
+        "--nnunet-iterations", type=int, default=10, help="nnU-Net training batches per epoch (its own: 250; 10)"
     )
     parser.add_argument(
         "--nnunet-disable-tta", action="store_true", help="nnU-Net predicts without mirroring (its default mirrors)"

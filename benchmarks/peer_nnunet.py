@@ -6,7 +6,8 @@ Run by bench_peer.py in a process of its own (torch and TensorFlow never share o
 - ``prepare --dataset-id N``: nnU-Net's fingerprint, plans and preprocessing, for its ``2d`` configuration only
   (``nnUNetv2_plan_and_preprocess -d N -c 2d --verify_dataset_integrity``).
 - ``train --dataset-id N --fold F --minutes M``: ``nnUNetTrainer`` (its augmentation, loss, SGD and poly schedule,
-  deep supervision) for M minutes of training on the CPU, the schedule stretched over the epochs that fit; writes
+  deep supervision) for M minutes of training on the CPU (epochs of ``--iterations`` batches, the last one shortened
+  to the batches that still fit), the schedule stretched over the epochs that fit; writes
   ``budget.json`` beside ``checkpoint_final.pth``. As ``nnUNetv2_train N 2d F -device cpu``, without the final
   validation.
 - ``predict --dataset-id N --fold F --images-csv CASES --out DIR``: nnU-Net's predictor (sliding window, Gaussian
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         step.add_argument("--fold", default="all", help="'all' or a fold number (default: all)")
     train.add_argument("--minutes", type=float, required=True, help="training budget in minutes")
     train.add_argument(
-        "--iterations", type=int, default=25, help="training batches per epoch (nnU-Net: 250; default: 25)"
+        "--iterations", type=int, default=10, help="training batches per epoch (nnU-Net: 250; default: 10)"
     )
     predict.add_argument("--images-csv", type=Path, required=True, help="CSV with columns case and image")
     predict.add_argument("--out", type=Path, required=True, help="folder for <case>.nii.gz and seconds.json")
@@ -63,10 +65,13 @@ def budget_trainer_class():
         budget_seconds = 600.0
 
         def run_training(self):
-            """nnU-Net's training loop, ended by the budget; the poly schedule spans the epochs that fit."""
+            """nnU-Net's training loop, ended by the budget: after each epoch the batches that still fit are
+            estimated from the time per batch so far; the next epoch is shortened to them if fewer than an epoch's
+            remain, and the poly schedule is stretched over the epochs that fit."""
             self.on_train_start()
             started = time.monotonic()
-            epochs = 0
+            iterations = self.num_iterations_per_epoch
+            epochs = batches = 0
             while self.current_epoch < self.num_epochs:
                 self.on_epoch_start()
                 self.on_train_epoch_start()
@@ -80,17 +85,20 @@ def budget_trainer_class():
                     ]
                     self.on_validation_epoch_end(outputs)
                 self.on_epoch_end()
-                epochs += 1
-                seconds_per_epoch = (time.monotonic() - started) / epochs
-                self.num_epochs = max(self.current_epoch, int(self.budget_seconds // seconds_per_epoch))
-                self.lr_scheduler.max_steps = self.num_epochs
+                epochs, batches = epochs + 1, batches + self.num_iterations_per_epoch
+                elapsed = time.monotonic() - started
+                left = int((self.budget_seconds - elapsed) // (elapsed / batches))  # batches that still fit
+                self.num_iterations_per_epoch = max(1, min(iterations, left))
+                self.num_val_iterations_per_epoch = max(1, self.num_iterations_per_epoch // 5)
+                self.num_epochs = self.current_epoch + (math.ceil(left / iterations) if left >= 1 else 0)
+                self.lr_scheduler.max_steps = max(self.num_epochs, 1)
             seconds = time.monotonic() - started
             self.on_train_end()
             record = {
                 "budget_s": self.budget_seconds,
                 "train_s": round(seconds, 1),
                 "epochs": epochs,
-                "batches": epochs * self.num_iterations_per_epoch,
+                "batches": batches,
                 "batch_size": int(self.batch_size),
                 "patch_size": [int(size) for size in self.configuration_manager.patch_size],
             }
