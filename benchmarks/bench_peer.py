@@ -167,7 +167,8 @@ def prepared_nnunet_dataset(args, brain_labels) -> tuple[NnunetDataset, float]:
     root = args.out / "nnunet"
     record = root / "preprocess_seconds.json"
     if record.exists():
-        return NnunetDataset.load(json.loads(record.read_text())["raw"]), json.loads(record.read_text())["s"]
+        prepared = json.loads(record.read_text())
+        return NnunetDataset.load(prepared["raw"]), prepared["s"]
     started = time.monotonic()
     dataset = write_nnunet_raw_dataset(
         root, args.train_csv, args.val_csv, args.test_csv, dataset_id=args.dataset_id, brain_labels=brain_labels
@@ -243,17 +244,19 @@ def check_nnunet(python: str) -> None:
         raise SystemExit(INSTALL_HINT.format(python=python))
 
 
-def fetal_keras_val_csv(args) -> Path:
+def fetal_keras_val_csv(args, cohorts: dict[Path, pd.DataFrame]) -> Path:
     """``--val-csv``, or the test stacks where the validation stacks are training stacks (the recipe loads its
     validation stacks but never validates: nothing is chosen on them)."""
-    val = set(read_cohort(args.val_csv)[ID_COLUMN])
-    return args.test_csv if val & set(read_cohort(args.train_csv)[ID_COLUMN]) else args.val_csv
+    val, train = (set(cohorts[csv][ID_COLUMN]) for csv in (args.val_csv, args.train_csv))
+    return args.test_csv if val & train else args.val_csv
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    for csv in (args.train_csv, args.val_csv, args.test_csv):
-        read_cohort(csv, require_segmentation=True)
+    cohorts = {
+        csv: read_cohort(csv, require_segmentation=True) for csv in (args.train_csv, args.val_csv, args.test_csv)
+    }
+    fetal_keras_val = fetal_keras_val_csv(args, cohorts)
     if "nnunet_2d" in args.systems:
         check_nnunet(args.nnunet_python)
     brain_labels = parse_label_values(args.brain_labels)
@@ -269,7 +272,7 @@ def main() -> None:
                 row = nnunet_row(args, minutes, brain_labels)
             else:
                 start = system.removeprefix("fetal_keras_").replace("finetune", "pretrained")
-                row = fetal_keras_row(args, start, minutes, fetal_keras_val_csv(args), brain_labels)
+                row = fetal_keras_row(args, start, minutes, fetal_keras_val, brain_labels)
             row = {"system": system, "budget_min": minutes, "deploy_s_per_stack": row.pop("seconds_per_stack")} | row
             row |= {"date": time.strftime("%Y-%m-%d", time.gmtime()), "matmul_peak_gflops": peak}
             print(json.dumps(row), flush=True)

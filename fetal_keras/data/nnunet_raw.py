@@ -9,6 +9,7 @@ its three folders are. A validation set of one's own is a ``splits_final.json`` 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,14 +173,11 @@ def write_nnunet_raw_dataset(
     for case, stack_id, set_name in cases.itertuples(index=False):
         source = unlabelled if set_name == "test" else labelled
         stack = read_stack(source.loc[stack_id, IMAGE_COLUMN])
-        folder = "imagesTs" if set_name == "test" else "imagesTr"
-        images.append(
-            str(
-                write_like(
-                    stack.array, stack.geometry, _new(dataset.raw / folder / f"{case}{CHANNEL_SUFFIX}{FILE_ENDING}")
-                )
-            )
+        image = (
+            dataset.raw / ("imagesTs" if set_name == "test" else "imagesTr") / f"{case}{CHANNEL_SUFFIX}{FILE_ENDING}"
         )
+        write_like(stack.array, stack.geometry, _new(image))
+        images.append(str(image))
         if set_name != "test":
             truth = read_stack(labelled.loc[stack_id, SEGMENTATION_COLUMN])
             mask = brain_mask_from_labels(truth.array, brain_labels)
@@ -203,7 +201,7 @@ def write_nnunet_raw_dataset(
         split = {set_name: list(trained.loc[trained["set"] == set_name, "case"]) for set_name in ("train", "val")}
         dataset.preprocessed.mkdir(parents=True, exist_ok=True)
         write_json(dataset.preprocessed / "splits_final.json", [split])
-    return NnunetDataset(dataset.root, dataset_id, dataset.name, fold, cases)
+    return dataclasses.replace(dataset, cases=cases)
 
 
 def _new(path: Path) -> Path:
