@@ -115,6 +115,12 @@ def test_refusals(tmp_path, cohort_csvs, write_cohort):
         write_nnunet_raw_dataset(tmp_path / "f", mismatched)
     assert not (tmp_path / "f" / "nnUNet_raw").exists()  # refused before anything is written
 
+    corrupt = _subset(test, ["sub-04"], "corrupt_test.csv")
+    (corrupt.parent / pd.read_csv(corrupt)["image"][0]).write_bytes(b"not a NIfTI file")
+    with pytest.raises(ValueError, match="sub-04"):
+        write_nnunet_raw_dataset(tmp_path / "g", train, test_csv=corrupt)
+    assert not (tmp_path / "g" / "nnUNet_raw").exists()  # a bad test stack too, before anything is written
+
 
 def test_case_names_and_environment(tmp_path):
     assert case_name("sub-01_run-2") == "sub-01_run-2"

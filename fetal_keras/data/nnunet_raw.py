@@ -115,10 +115,11 @@ def _training_fold(train: pd.DataFrame, val: pd.DataFrame | None) -> str:
     )
 
 
-def _checked(csv: str | Path, brain_labels: Sequence[int] | None) -> pd.DataFrame:
-    """The labelled cohort, refused with every problem listed if a file is missing, unreadable or mismatched."""
-    raise_for_errors(check_cohort(csv, CheckOptions(purpose="train", brain_labels=brain_labels), progress=False))
-    return read_cohort(csv, require_segmentation=True)
+def _checked(csv: str | Path, brain_labels: Sequence[int] | None, purpose: str = "train") -> pd.DataFrame:
+    """The cohort (labelled for ``purpose`` "train"), refused with every problem listed if a file is missing,
+    unreadable or mismatched."""
+    raise_for_errors(check_cohort(csv, CheckOptions(purpose=purpose, brain_labels=brain_labels), progress=False))
+    return read_cohort(csv, require_segmentation=purpose == "train")
 
 
 def write_nnunet_raw_dataset(
@@ -157,7 +158,7 @@ def write_nnunet_raw_dataset(
         raise ValueError(f"dataset name must be letters and digits, got {dataset_name!r}.")
     train = _checked(train_csv, brain_labels)
     val = _checked(val_csv, brain_labels) if val_csv is not None else None
-    test = read_cohort(test_csv) if test_csv is not None else None
+    test = _checked(test_csv, brain_labels, "predict") if test_csv is not None else None
     fold = _training_fold(train, val)
     if test is not None and set(test[ID_COLUMN]) & set(train[ID_COLUMN]):
         raise ValueError(f"test stacks of {test_csv} are also training stacks of {train_csv}.")
