@@ -178,7 +178,11 @@ def test_finetune_warns_when_the_fine_tuned_pair_is_worse_than_the_packaged_one(
 
 
 @pytest.mark.slow
-def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_and_can_freeze_the_encoder(train_val_csvs, tmp_path):
+def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_can_freeze_the_encoder_and_average(
+    train_val_csvs, tmp_path
+):
+    from fetal_keras.deploy.inference import AveragedPredictor
+    from fetal_keras.deploy.loading import load_predictor
     from fetal_keras.training.small_cohort import fine_tune_pair
 
     with pytest.raises(ValueError, match="roles must be"):
@@ -190,14 +194,21 @@ def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_and_can_freez
         1.0,
         1,
         roles=("segmenter",),
+        average_with_packaged=True,
         batch_size=2,
         freeze_encoder=True,
     )
     assert json.loads((out / "pair.json").read_text()) == {
         "localiser": "localiser/model.keras",
-        "segmenter": "segmenter/checkpoints/last.keras",
+        "segmenter": ["segmenter/checkpoints/last.keras", "packaged/segmenter/model.keras"],
     }
-    assert sha256_of(out / "localiser" / "model.keras") == sha256_of(pair_folder() / "localiser" / "model.keras")
+    for copied in ("localiser/model.keras", "packaged/segmenter/model.keras"):
+        role = copied.split("/")[-2]
+        assert sha256_of(out / copied) == sha256_of(pair_folder() / role / "model.keras")
+    pair, _, description = load_predictor(out)
+    assert isinstance(pair.segmenter, AveragedPredictor) and "segmenter mean of" in description
+    with pytest.raises(ValueError, match="average of 2 models"):
+        resolve_initial_weights(out, "segmenter")
     record = json.loads((out / "segmenter" / "config.json").read_text())
     assert record["config"]["freeze_encoder"] is True
     assert record["config"]["max_minutes"] == 1.0, "the only role trained gets the whole budget"

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fetal_keras.deploy.inference import (
+    AveragedPredictor,
     pad_in_plane,
     predict_brain_mask,
     predict_brain_probability,
@@ -68,3 +69,21 @@ def test_sliding_window_matches_whole_slices_for_a_voxelwise_model():
 def test_sliding_window_pads_stacks_smaller_than_a_window():
     image = np.random.default_rng(4).normal(size=(2, 40, 50)).astype(np.float32)
     assert predict_sliding_window(_threshold_model(), image).shape == (2, 40, 50)
+
+
+def test_an_averaged_predictor_gives_the_mean_of_its_models_on_a_stride_they_all_accept():
+    def pooled(stride: int, gain: float) -> keras.Model:
+        inputs = keras.Input((3, None, None, 1))
+        restored = keras.layers.UpSampling3D((1, stride, stride))(
+            keras.layers.MaxPooling3D((1, stride, stride))(inputs)
+        )
+        brain = keras.layers.Activation("sigmoid")(gain * (inputs + 0.0 * restored))
+        return keras.Model(inputs, keras.layers.Concatenate()([1.0 - brain, brain]))
+
+    image = np.random.default_rng(2).normal(size=(4, 13, 22)).astype(np.float32)
+    averaged = AveragedPredictor((pooled(4, 10.0), pooled(6, -3.0)))
+    assert averaged.stride == 12
+    expected = (1 / (1 + np.exp(-10 * image)) + 1 / (1 + np.exp(3 * image))) / 2
+    np.testing.assert_allclose(predict_brain_probability(averaged, image, batch_size=3), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one model"):
+        AveragedPredictor(())

@@ -9,10 +9,12 @@ from conftest import OBLIQUE, ThresholdPredictor, write_volume
 
 from fetal_keras.data.io import StackGeometry, read_stack
 from fetal_keras.data.preprocess import PreprocessConfig, crop_region, prepare_stack
+from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, predict_many
 from fetal_keras.models.networks import build_model
+from fetal_keras.models.pretrained import read_pair_file, write_pair_file
 from fetal_keras.models.train_config import TrainConfig
 
 
@@ -199,6 +201,28 @@ def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swa
     assert "fetal_pair_sim_v2 segmenter (sha256" in mixed_description
     assert mixed_preprocess.crop_margin_mm == 20.0 and mixed_preprocess.normalisation == "foreground"
     assert mixed.localiser_preprocess.target_spacing_mm == 3.0
+
+
+def test_a_pair_role_named_by_several_models_deploys_their_mean_if_they_share_preprocessing(tmp_path):
+    localiser = _model_folder(tmp_path / "loc", "localiser")
+    first = _model_folder(tmp_path / "seg1", "segmenter", crop_margin_mm=15.0)
+    second = _model_folder(tmp_path / "seg2", "segmenter", crop_margin_mm=15.0)
+    write_pair_file(
+        tmp_path,
+        {"localiser": "loc/checkpoints/best.keras", "segmenter": [str(first.relative_to(tmp_path)), str(second)]},
+    )
+    assert read_pair_file(tmp_path)["segmenter"] == [first, second]
+    pair, preprocess, description = load_predictor(tmp_path)
+    assert isinstance(pair.segmenter, AveragedPredictor) and len(pair.segmenter.members) == 2
+    assert not isinstance(pair.localiser, AveragedPredictor)
+    assert preprocess.crop_margin_mm == 15.0 and f"segmenter mean of {first}" in description
+    other = _model_folder(tmp_path / "seg3", "segmenter", crop_margin_mm=25.0)
+    with pytest.raises(ValueError, match="must share their preprocessing"):
+        load_pair(localiser, [first, other])
+    with pytest.raises(ValueError, match="at least one model"):
+        write_pair_file(tmp_path, {"localiser": [], "segmenter": "seg1/checkpoints/best.keras"})
+    with pytest.raises(FileNotFoundError):
+        load_pair(localiser, [first, tmp_path / "missing.keras"])
 
 
 def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import ThresholdPredictor
 
+from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.predict import PredictOptions, stack_probability
 from fetal_keras.deploy.stack_batch_norm import stack_statistics
 from fetal_keras.models.networks import build_model
@@ -44,6 +45,17 @@ def test_inside_the_block_the_model_normalises_the_stack_with_the_stacks_own_sta
     wired, _ = stack_probability(model, image, PredictOptions(slab_step=3, stack_batch_norm=True))
     np.testing.assert_allclose(wired, adapted, atol=1e-5)
     assert np.abs(plain - adapted).max() > 1e-3
+
+
+def test_each_model_of_an_averaged_predictor_adapts_to_the_stack_and_gets_its_own_statistics_back():
+    models = (build_model("unet", base_filters=2), build_model("unet", base_filters=2))
+    before = [_statistics(model) for model in models]
+    image = np.random.default_rng(3).normal(5.0, 3.0, (6, 24, 24)).astype(np.float32)
+    with stack_statistics(AveragedPredictor(models), image):
+        assert all(model.get_layer("down0_a_bn").momentum == 0.0 for model in models)
+        assert all(np.abs(model.get_layer("down0_a_bn").moving_mean.numpy()).max() > 1e-3 for model in models)
+    for model, statistics in zip(models, before, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(statistics, _statistics(model), strict=True))
 
 
 def test_a_model_without_keras_batch_norms_to_adapt_is_refused_by_name():

@@ -60,6 +60,13 @@ def add_parser(subparsers) -> None:
         help="pull every convolution kernel toward the packaged one with this strength times the squared distance "
         "(L2-SP; e.g. 0.01; default: none)",
     )
+    parser.add_argument(
+        "--average-with-packaged",
+        action="store_true",
+        help="deploy each trained role as the mean of its prediction and the packaged role's (copied into "
+        "OUT/packaged/; pair.json lists both): the fine-tuned pair stays near the packaged one; deploy takes about "
+        "twice as long",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
     parser.set_defaults(run=run)
@@ -82,7 +89,17 @@ def run(args: argparse.Namespace) -> int:
     if args.l2sp:
         settings["l2sp_strength"] = args.l2sp
     roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
-    fine_tune_pair(args.train_csv, args.val_csv, out, args.start, args.minutes, args.steps, roles, **settings)
+    fine_tune_pair(
+        args.train_csv,
+        args.val_csv,
+        out,
+        args.start,
+        args.minutes,
+        args.steps,
+        roles,
+        average_with_packaged=args.average_with_packaged,
+        **settings,
+    )
 
     def scored(model, masks: str):
         table = segment_and_score(*load_predictor(model), args.val_csv, out / masks)

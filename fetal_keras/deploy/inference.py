@@ -9,7 +9,9 @@ once, from one slab, the last slab overlapping its neighbour when the depth is n
 
 from __future__ import annotations
 
+import math
 import weakref
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -33,6 +35,34 @@ def _inference_function(model):
         function = tf.function(lambda slabs: reference()(slabs, training=False), input_signature=[_SLABS])
         _COMPILED[model] = function
     return function
+
+
+@dataclass(frozen=True)
+class AveragedPredictor:
+    """Several slab models deployed as one: each slab's brain probability is the mean of theirs (e.g. a fine-tuned
+    model with the packaged one it started from, so that a few labelled stacks cannot pull the prediction far from
+    what the many simulated ones taught). The models must share their preprocessing; slabs are padded to a
+    multiple of every model's stride."""
+
+    members: tuple
+
+    def __post_init__(self):
+        if not self.members:
+            raise ValueError("an averaged predictor needs at least one model.")
+
+    @property
+    def stride(self) -> int:
+        """The least multiple of the members' in-plane strides."""
+        return math.lcm(*(model_stride(member) for member in self.members))
+
+    def __call__(self, slabs, training: bool = False):
+        outputs = [keras.ops.convert_to_numpy(_inference_function(member)(slabs)) for member in self.members]
+        return np.mean(outputs, axis=0)
+
+
+def model_stride(model) -> int:
+    """The in-plane multiple ``model``'s input sizes must have: its ``stride`` attribute, or its pooling strides."""
+    return model.stride if hasattr(model, "stride") else total_stride(model)
 
 
 def pad_in_plane(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -71,7 +101,7 @@ def predict_brain_probability(model, image: np.ndarray, batch_size: int = 4, sla
         ``[z, y, x]`` float32 probabilities in [0, 1].
     """
     centres_of_slabs = slab_centres(image.shape[0], slab_step)
-    stride = model.stride if hasattr(model, "stride") else total_stride(model)
+    stride = model_stride(model)
     padded, (height, width) = pad_in_plane(image.astype(np.float32), stride)
     depth = padded.shape[0]
     index = slab_slices(depth)

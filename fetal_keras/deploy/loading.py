@@ -16,6 +16,7 @@ import fetal_keras.models.losses
 import fetal_keras.models.metrics
 import fetal_keras.models.networks  # noqa: F401
 from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.localise import LocalisedSegmenter
 from fetal_keras.models.pretrained import (
     PAIR_FILE,
@@ -116,24 +117,46 @@ def load_single(spec: str | Path, role: str | None = None):
     )
 
 
-def load_pair(localiser_spec: str | Path, segmenter_spec: str | Path):
+def load_role(specs: str | Path | list, role: str):
+    """(predictor, preprocessing, description) of a pair's ``role`` given as one model or a list of models; a list
+    is deployed as an ``AveragedPredictor`` (the mean of their predictions).
+
+    Raises:
+        ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser), or
+            the averaged models were trained with different preprocessing.
+    """
+    loaded = []
+    for spec in specs if isinstance(specs, list | tuple) else [specs]:
+        predictor, preprocess, description, task = load_single(spec, role)
+        if task not in (role, "whole"):
+            raise ValueError(f"{spec} was trained as a {task}, not a {role} (its config.json says task {task!r}).")
+        loaded.append((predictor, preprocess, description))
+    if len(loaded) == 1:
+        return loaded[0]
+    preprocess = loaded[0][1]
+    different = [description for _, other, description in loaded[1:] if other != preprocess]
+    if different:
+        raise ValueError(
+            f"The {role} models to average must share their preprocessing: {', '.join(different)} differ from "
+            f"{loaded[0][2]}."
+        )
+    description = "mean of " + " and ".join(description for _, _, description in loaded)
+    return AveragedPredictor(tuple(predictor for predictor, _, _ in loaded)), preprocess, description
+
+
+def load_pair(localiser_spec: str | Path | list, segmenter_spec: str | Path | list):
     """A localiser and a segmenter to deploy together (``fetal_keras.deploy.localise``); either may be ``pretrained``
-    (that role of the packaged pair), e.g. a fine-tuned segmenter with the packaged localiser.
+    (that role of the packaged pair), e.g. a fine-tuned segmenter with the packaged localiser, or a list of models
+    whose predictions are averaged (:func:`load_role`).
 
     Returns:
         (``LocalisedSegmenter``, the segmenter's preprocessing, description), as :func:`load_predictor`.
 
     Raises:
-        ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser).
+        ValueError: as :func:`load_role`.
     """
-    localiser, localiser_preprocess, localiser_description, localiser_task = load_single(localiser_spec, "localiser")
-    segmenter, preprocess, segmenter_description, segmenter_task = load_single(segmenter_spec, "segmenter")
-    for role, spec, task in (
-        ("localiser", localiser_spec, localiser_task),
-        ("segmenter", segmenter_spec, segmenter_task),
-    ):
-        if task not in (role, "whole"):
-            raise ValueError(f"{spec} was trained as a {task}, not a {role} (its config.json says task {task!r}).")
+    localiser, localiser_preprocess, localiser_description = load_role(localiser_spec, "localiser")
+    segmenter, preprocess, segmenter_description = load_role(segmenter_spec, "segmenter")
     description = f"localiser {localiser_description} + segmenter {segmenter_description}"
     return LocalisedSegmenter(localiser, localiser_preprocess, segmenter, description), preprocess, description
 
@@ -147,7 +170,8 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
             training run folder (its newest ``saved_model/<timestamp>/``), a SavedModel folder, a ``.keras``
             file (loaded with ``safe_mode=True``: no code from the file is run; its preprocessing from the
             ``config.json`` beside it or one folder above), or a pair folder whose ``pair.json`` names a
-            ``localiser`` and a ``segmenter`` (paths relative to it) to deploy together.
+            ``localiser`` and a ``segmenter`` (paths relative to it; a list of paths for a role whose models'
+            predictions are averaged) to deploy together.
 
     Returns:
         (predictor, preprocessing the model was trained with, description of what was loaded); for a pair the

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from fetal_keras.deploy.inference import pad_in_plane, slab_centres, slab_slices
+from fetal_keras.deploy.inference import AveragedPredictor, pad_in_plane, slab_centres, slab_slices
 from fetal_keras.models.networks import total_stride
 
 
@@ -33,9 +33,17 @@ def stack_statistics(model, image: np.ndarray) -> Iterator[None]:
     """Within the block, ``model``'s batch normalisations use the mean and variance of the whitened stack ``image``
     (``[z, y, x]``), measured over its tiling slabs (every slice once).
 
+    An ``AveragedPredictor``'s models each use the stack's statistics.
+
     Raises:
         ValueError: if ``model`` is not a Keras model (e.g. a SavedModel predictor).
     """
+    if isinstance(model, AveragedPredictor):
+        with contextlib.ExitStack() as stack:
+            for member in model.members:
+                stack.enter_context(stack_statistics(member, image))
+            yield
+        return
     layers = _batch_norms(model)
     saved = [(layer.momentum, [weight.numpy() for weight in layer.non_trainable_weights]) for layer in layers]
     padded, _ = pad_in_plane(image.astype(np.float32), total_stride(model))

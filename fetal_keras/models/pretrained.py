@@ -33,27 +33,34 @@ PAIR_FILE = "pair.json"
 SAVED_MODEL_INFO = "fetal_keras.json"
 
 
-def write_pair_file(folder: str | Path, models: dict[str, str]) -> Path:
-    """Write ``folder/pair.json`` (atomically) naming each role's model, paths relative to ``folder``.
+def write_pair_file(folder: str | Path, models: dict[str, str | list[str]]) -> Path:
+    """Write ``folder/pair.json`` (atomically) naming each role's model, paths relative to ``folder``; a role given
+    as a list of models is deployed as the average of their predictions.
 
     Raises:
-        ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``.
+        ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``, each with at least one model.
     """
     if set(models) != set(PAIR_ROLES):
         raise ValueError(f"a pair names a model for each of {PAIR_ROLES}, got {sorted(models)}.")
+    if any(isinstance(entry, list) and not entry for entry in models.values()):
+        raise ValueError(f"every role of a pair needs at least one model, got {models}.")
     return write_json(Path(folder) / PAIR_FILE, models)
 
 
-def read_pair_file(folder: str | Path) -> dict[str, Path]:
-    """Each role's model named by ``folder/pair.json`` (:func:`write_pair_file`), as paths.
+def read_pair_file(folder: str | Path) -> dict[str, list[Path]]:
+    """Each role's models named by ``folder/pair.json`` (:func:`write_pair_file`), as paths: one per role, or
+    several whose predictions are averaged.
 
     Raises:
-        ValueError: if the file is not JSON naming a model for each of ``PAIR_ROLES``.
+        ValueError: if the file is not JSON naming one or more models for each of ``PAIR_ROLES``.
     """
     pair_file = Path(folder) / PAIR_FILE
     try:
         models = json.loads(pair_file.read_text())
-        return {role: pair_file.parent / models[role] for role in PAIR_ROLES}
+        entries = {role: models[role] if isinstance(models[role], list) else [models[role]] for role in PAIR_ROLES}
+        if not all(entries.values()) or not all(isinstance(path, str) for paths in entries.values() for path in paths):
+            raise ValueError("each role names a model path or a non-empty list of them")
+        return {role: [pair_file.parent / path for path in paths] for role, paths in entries.items()}
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
 

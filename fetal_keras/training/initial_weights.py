@@ -71,8 +71,9 @@ def resolve_initial_weights(spec: str | Path, task: str | None) -> InitialWeight
 
     Raises:
         FileNotFoundError: if ``spec`` names nothing loadable.
-        ValueError: for a pair without a role to take (task ``whole``), a packaged file whose checksum differs
-            from its card's, or a SavedModel (it holds no Keras weights to fine-tune).
+        ValueError: for a pair without a role to take (task ``whole``), a pair whose role averages several models,
+            a packaged file whose checksum differs from its card's, or a SavedModel (it holds no Keras weights to
+            fine-tune).
     """
     text = str(spec)
     name = packaged_name(text)
@@ -86,7 +87,14 @@ def resolve_initial_weights(spec: str | Path, task: str | None) -> InitialWeight
         return InitialWeights(text, path, sha256, None)
     path = Path(spec)
     if (path / PAIR_FILE).is_file():
-        path = read_pair_file(path)[_role_of_pair(text, task)]
+        role = _role_of_pair(text, task)
+        paths = read_pair_file(path)[role]
+        if len(paths) > 1:
+            raise ValueError(
+                f"{spec} deploys the {role} as the average of {len(paths)} models "
+                f"({', '.join(map(str, paths))}): start from one of them."
+            )
+        path = paths[0]
     elif path.is_dir():
         candidates = [path / "checkpoints" / "best.keras", path / "checkpoints" / "last.keras", path / "model.keras"]
         found = [candidate for candidate in candidates if candidate.is_file()]

@@ -132,6 +132,7 @@ def fine_tune_pair(
     minutes: float,
     steps: int | None = None,
     roles: tuple[str, ...] = PAIR_ROLES,
+    average_with_packaged: bool = False,
     **settings,
 ) -> Path:
     """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each; with ``steps``,
@@ -139,7 +140,9 @@ def fine_tune_pair(
     ``folder/localiser/`` and ``folder/segmenter/``, and write ``folder/pair.json`` naming their last checkpoints.
     Rerun the same call after an interruption: a finished role is kept, an interrupted one resumes (with a fresh
     time budget). ``roles``: the roles to train (``("segmenter",)``: the packaged localiser is copied into the
-    folder and kept, the segmenter gets the whole budget).
+    folder and kept, the segmenter gets the whole budget). ``average_with_packaged``: each trained role is deployed as
+    the mean of its prediction and the packaged role's (copied to ``folder/packaged/ROLE/``), so that a few
+    labelled stacks cannot pull the pair far from what the packaged one learned.
 
     Returns:
         The pair folder: ``fetal-keras predict --model FOLDER`` deploys it.
@@ -163,7 +166,7 @@ def fine_tune_pair(
     models = {}
     for role in PAIR_ROLES:
         if role not in roles:
-            models[role] = str(_copy_packaged_role(role, folder).relative_to(folder))
+            models[role] = str(_copy_packaged_role(role, folder / role).relative_to(folder))
             continue
         run = RunFolder(folder / role)
         share = ROLE_SHARES[role] / trained_share
@@ -172,15 +175,17 @@ def fine_tune_pair(
             keras.backend.clear_session()
             train(config, verbose=2)
         models[role] = str(run.last.relative_to(folder))
+        if average_with_packaged:
+            packaged = _copy_packaged_role(role, folder / "packaged" / role)
+            models[role] = [models[role], str(packaged.relative_to(folder))]
     write_pair_file(folder, models)
     return folder
 
 
-def _copy_packaged_role(role: str, folder: Path) -> Path:
-    """Copy the packaged pair's ``role`` (its weights, checked against the card, and config) to ``folder/role/``;
-    return the copied weights file."""
+def _copy_packaged_role(role: str, target: Path) -> Path:
+    """Copy the packaged pair's ``role`` (its weights, checked against the card, and config) into the folder
+    ``target``; return the copied weights file."""
     source, _ = verified_pair(PRETRAINED_NAME)
-    target = folder / role
     target.mkdir(parents=True, exist_ok=True)
     for name in ("model.keras", "config.json"):
         shutil.copy2(source / role / name, target / name)
