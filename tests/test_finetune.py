@@ -178,7 +178,7 @@ def test_finetune_warns_when_the_fine_tuned_pair_is_worse_than_the_packaged_one(
 
 
 @pytest.mark.slow
-def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_can_freeze_the_encoder_and_average(
+def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_and_can_freeze_rehearse_and_average(
     train_val_csvs, tmp_path
 ):
     from fetal_keras.deploy.inference import AveragedPredictor
@@ -197,6 +197,8 @@ def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_can_freeze_th
         average_with_packaged=True,
         batch_size=2,
         freeze_encoder=True,
+        rehearsal_csv=train_val_csvs[0],
+        rehearsal_share=0.5,
     )
     assert json.loads((out / "pair.json").read_text()) == {
         "localiser": "localiser/model.keras",
@@ -211,4 +213,49 @@ def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_can_freeze_th
         resolve_initial_weights(out, "segmenter")
     record = json.loads((out / "segmenter" / "config.json").read_text())
     assert record["config"]["freeze_encoder"] is True
+    assert record["config"]["rehearsal_csv"] == train_val_csvs[0] and record["config"]["rehearsal_share"] == 0.5
     assert record["config"]["max_minutes"] == 1.0, "the only role trained gets the whole budget"
+
+
+def test_rehearsal_settings_go_together_and_leave_both_cohorts_a_slab(tmp_path):
+    with pytest.raises(ValueError, match="go together"):
+        TrainConfig("t.csv", "v.csv", str(tmp_path), rehearsal_csv="sim.csv")
+    with pytest.raises(ValueError, match="go together"):
+        TrainConfig("t.csv", "v.csv", str(tmp_path), rehearsal_share=0.4)
+    with pytest.raises(ValueError, match="leaves no slab"):
+        TrainConfig("t.csv", "v.csv", str(tmp_path), batch_size=1, rehearsal_csv="sim.csv", rehearsal_share=0.4)
+    config = TrainConfig("t.csv", "v.csv", str(tmp_path), batch_size=5, rehearsal_csv="sim.csv", rehearsal_share=0.4)
+    assert config.rehearsed_per_batch == 2
+    assert TrainConfig("t.csv", "v.csv", str(tmp_path)).rehearsed_per_batch == 0
+
+
+def test_every_rehearsing_batch_ends_with_slabs_of_the_rehearsal_cohort(write_cohort, tmp_path):
+    """Each batch is the user's slabs, then the rehearsal cohort's (its own sequence), in the configured numbers; a
+    resumed sequence continues both; rehearsal on a validation stack is refused."""
+    from fetal_keras.data.cohort import read_cohort
+    from fetal_keras.pipeline import SamplingConfig, training_dataset
+    from fetal_keras.training.train import rehearsal_bank, training_bank, training_batches
+
+    own_csv = write_cohort(2, folder="own")
+    other_csv = write_cohort(folder="other", ids=["rehearsed-0", "rehearsed-1"])
+    config = tiny_train_config(
+        str(own_csv),
+        str(own_csv),
+        tmp_path / "run",
+        batch_size=5,
+        slab_size=16,
+        rehearsal_csv=str(other_csv),
+        rehearsal_share=0.4,
+    )
+    own = training_bank(config, read_cohort(own_csv, True), progress=False)
+    with pytest.raises(ValueError, match="rehearsal"):
+        rehearsal_bank(config, read_cohort(other_csv, True))
+    rehearsal = rehearsal_bank(config, read_cohort(own_csv, True), progress=False)
+    sampling = SamplingConfig(16, config.slabs_per_stack, config.brain_fraction)
+    for first_batch in (0, 3):
+        images, labels = next(iter(training_batches(config, own, first_batch, rehearsal)))
+        mine = next(iter(training_dataset(own, 3, sampling, config.augment, config.seed, first_batch)))
+        other = next(iter(training_dataset(rehearsal, 2, sampling, config.augment, config.seed + 1, first_batch)))
+        np.testing.assert_array_equal(images.numpy(), np.concatenate([mine[0], other[0]]))
+        np.testing.assert_array_equal(labels.numpy(), np.concatenate([mine[1], other[1]]))
+    assert next(iter(training_batches(config, own)))[0].shape[0] == 5, "without a rehearsal bank: the user's alone"

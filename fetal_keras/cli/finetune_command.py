@@ -61,6 +61,20 @@ def add_parser(subparsers) -> None:
         "(L2-SP; e.g. 0.01; default: none)",
     )
     parser.add_argument(
+        "--rehearsal-csv",
+        default=None,
+        help="a labelled cohort to keep rehearsing while fine-tuning (e.g. simulated stacks made with fetal-keras "
+        "simulate --preset realistic, or stacks the pair already does well on): part of every batch is drawn "
+        "from it (default: none)",
+    )
+    parser.add_argument(
+        "--rehearsal-share",
+        type=float,
+        default=0.4,
+        help="with --rehearsal-csv: the share of every batch drawn from it, rounded to whole slabs, at least one "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--average-with-packaged",
         action="store_true",
         help="deploy each trained role as the mean of its prediction and the packaged role's (copied into "
@@ -88,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         settings["freeze_encoder"] = True
     if args.l2sp:
         settings["l2sp_strength"] = args.l2sp
+    if args.rehearsal_csv:
+        settings |= {"rehearsal_csv": args.rehearsal_csv, "rehearsal_share": args.rehearsal_share}
     roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
     fine_tune_pair(
         args.train_csv,

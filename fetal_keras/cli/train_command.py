@@ -144,6 +144,18 @@ def add_parser(subparsers) -> None:
         "monitor_volume_dice in history.csv and TensorBoard; never trained on and never used to choose the kept "
         "checkpoint",
     )
+    option(
+        "--rehearsal-csv",
+        "rehearsal_csv",
+        "another labelled cohort (e.g. simulated stacks like those the starting model learned from) of which every "
+        "batch holds a --rehearsal-share, so that fine-tuning keeps seeing what it should not forget",
+    )
+    option(
+        "--rehearsal-share",
+        "rehearsal_share",
+        "with --rehearsal-csv: share of every batch drawn from it, rounded to whole slabs, at least one",
+        type=float,
+    )
     option("--strategy", "strategy", "tf.distribute strategy", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPUs)")
     parser.add_argument("--deterministic", action="store_true", default=None, help="enable TensorFlow op determinism")

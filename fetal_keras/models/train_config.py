@@ -61,6 +61,10 @@ class TrainConfig:
     statistics fixed and trains the decoder only (for very few stacks). ``l2sp_strength`` > 0 pulls every convolution
     kernel toward its starting value instead (L2-SP, ``fetal_keras.models.weight_anchor``).
 
+    ``rehearsal_csv`` (fine-tuning): another labelled cohort (e.g. simulated stacks like those the starting model
+    learned from) of which every batch holds a ``rehearsal_share`` (rounded, at least one slab), so that the model
+    keeps seeing what it should not forget; never validated on.
+
     ``learning_rate_schedule="cosine"`` anneals the learning rate to 0 by the last epoch or the end of
     ``max_minutes``, whichever comes first.
 
@@ -110,6 +114,8 @@ class TrainConfig:
     l2sp_strength: float = 0.0
     validation_localiser: str | None = None
     monitor_csv: str | None = None
+    rehearsal_csv: str | None = None
+    rehearsal_share: float = 0.0
 
     def __post_init__(self):
         for name, value in TASK_DEFAULTS.get(self.task, {}).items():
@@ -148,6 +154,20 @@ class TrainConfig:
             raise ValueError(f"l2sp_strength must be at least 0, got {self.l2sp_strength}.")
         if self.l2sp_strength and not self.init_from:
             raise ValueError("l2sp_strength pulls toward starting weights: it needs init_from.")
+        if not 0.0 <= self.rehearsal_share < 1.0:
+            raise ValueError(f"rehearsal_share must be in [0, 1), got {self.rehearsal_share}.")
+        if bool(self.rehearsal_csv) != (self.rehearsal_share > 0):
+            raise ValueError("rehearsal_csv and a rehearsal_share above 0 go together: give both or neither.")
+        if self.rehearsal_csv and not 1 <= self.rehearsed_per_batch < self.batch_size:
+            raise ValueError(
+                f"rehearsal_share {self.rehearsal_share} of a batch of {self.batch_size} leaves no slab for one of "
+                "the two cohorts: use a batch of at least 2 and a share that rounds to fewer slabs than the batch."
+            )
+
+    @property
+    def rehearsed_per_batch(self) -> int:
+        """Slabs of every training batch drawn from ``rehearsal_csv`` (0 without one)."""
+        return max(1, round(self.batch_size * self.rehearsal_share)) if self.rehearsal_csv else 0
 
     @property
     def augment(self):

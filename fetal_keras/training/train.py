@@ -160,11 +160,33 @@ def training_bank(config: TrainConfig, train_table: pd.DataFrame, progress: bool
     )
 
 
-def training_batches(config: TrainConfig, bank: StackBank, first_batch: int = 0) -> tf.data.Dataset:
+def rehearsal_bank(config: TrainConfig, val_table: pd.DataFrame, progress: bool = True) -> StackBank | None:
+    """The stacks of ``config.rehearsal_csv`` prepared as the run's (their images, never rendered), or None without
+    one; refused if they share a stack, subject or image with the validation cohort."""
+    if not config.rehearsal_csv:
+        return None
+    table = read_cohort(config.rehearsal_csv, require_segmentation=True)
+    ensure_disjoint({f"rehearsal ({config.rehearsal_csv})": table, f"validation ({config.val_csv})": val_table})
+    return load_stack_bank(table, config.preprocess, progress=progress)
+
+
+def training_batches(
+    config: TrainConfig, bank: StackBank, first_batch: int = 0, rehearsal: StackBank | None = None
+) -> tf.data.Dataset:
     """The endless training batches of ``config`` from ``bank`` (rendered when the config says so), from batch
-    ``first_batch`` of the run's sequence."""
+    ``first_batch`` of the run's sequence; with a ``rehearsal`` bank, each batch ends with
+    ``config.rehearsed_per_batch`` slabs of it (same sampling and augmentation, a sequence of their own)."""
     sampling = SamplingConfig(config.slab_size, config.slabs_per_stack, config.brain_fraction)
-    return training_dataset(bank, config.batch_size, sampling, config.augment, config.seed, first_batch, config.render)
+    own = config.batch_size - (config.rehearsed_per_batch if rehearsal is not None else 0)
+    batches = training_dataset(bank, own, sampling, config.augment, config.seed, first_batch, config.render)
+    if rehearsal is None:
+        return batches
+    rehearsed = training_dataset(
+        rehearsal, config.rehearsed_per_batch, sampling, config.augment, config.seed + 1, first_batch
+    )
+    return tf.data.Dataset.zip(batches, rehearsed).map(
+        lambda mine, other: (tf.concat([mine[0], other[0]], 0), tf.concat([mine[1], other[1]], 0))
+    )
 
 
 @dataclass(frozen=True)
@@ -206,6 +228,7 @@ def train(
     train_table, val_table = read_train_and_validation(config.train_csv, config.val_csv)
     preprocess = config.preprocess
     bank = training_bank(config, train_table)  # plain CPU variables: outside the strategy scope
+    rehearsal = rehearsal_bank(config, val_table)
     val_focus = localised_heads(config.validation_localiser, val_table) if config.validation_localiser else None
     val_stacks = load_stacks(val_table, preprocess, focus=val_focus)
     monitor_stacks = _monitor_stacks(config, train_table, val_focus)
@@ -218,7 +241,7 @@ def train(
     val_sampling = SamplingConfig(config.slab_size, config.validation_slabs_per_stack, config.brain_fraction)
     # A resumed run continues the batch sequence where the restored epoch left it, as if never interrupted.
     first_batch = finished_epochs(run.backup) * config.steps_per_epoch
-    train_data = _sharded_by_data(training_batches(config, bank, first_batch))
+    train_data = _sharded_by_data(training_batches(config, bank, first_batch, rehearsal))
     val_data = _sharded_by_data(patch_dataset(val_stacks, config.batch_size, val_sampling, config.seed))
 
     with strategy.scope():
