@@ -105,6 +105,29 @@ def test_newest_saved_model_is_chosen_by_timestamp_not_listing_order(tmp_path):
     assert description == f"{new} (sha256 {sha256_of_folder(new)})"
 
 
+def test_a_runs_export_deploys_with_the_runs_preprocessing_wherever_it_is_named_or_moved(tmp_path):
+    """A segmenter's SavedModel named directly (not its run folder) used to deploy silently with the default
+    preprocessing (native spacing, z-score, no crop): its masks were the whole crop."""
+    import shutil
+
+    from fetal_keras.models.train_config import TrainConfig
+
+    config = TrainConfig("t.csv", "v.csv", str(tmp_path / "run"), task="segmenter", normalisation="foreground")
+    (tmp_path / "run").mkdir()
+    config.save(tmp_path / "run" / "config.json")
+    model = build_model("unet", base_filters=2)
+    carried = export_saved_model(model, tmp_path / "run" / "saved_model", tmp_path / "run" / "config.json")
+    older = export_saved_model(model, tmp_path / "run" / "saved_model")  # before exports carried their config
+    for export in (carried, older):
+        _, preprocess, _ = load_predictor(export)
+        assert preprocess == config.preprocess and preprocess.target_spacing_mm == 1.1
+    moved = shutil.copytree(carried, tmp_path / "elsewhere" / "export")
+    assert load_predictor(moved)[1] == config.preprocess
+    bare = shutil.copytree(older, tmp_path / "bare" / "export")
+    with pytest.warns(UserWarning, match="No config.json found .* default preprocessing"):
+        assert load_predictor(bare)[1] == PreprocessConfig()
+
+
 def test_model_specs_that_cannot_be_loaded_are_named(tmp_path):
     (tmp_path / "saved_model").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no SavedModel"):

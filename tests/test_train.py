@@ -104,6 +104,7 @@ def test_a_time_budget_stops_training_after_the_epoch_that_fills_it(train_val_cs
     assert recorder.epochs == [0]  # the first epoch alone overran 6 ms; the extra callback saw it
     assert _epochs(RunFolder(config.run_dir).history) == [0]
     assert result.saved_model.is_dir()
+    assert (result.saved_model / "config.json").read_text() == RunFolder(config.run_dir).config.read_text()
     with pytest.raises(ValueError, match="max_minutes"):
         _tiny(train_val_csvs, tmp_path / "other", max_minutes=0)
 

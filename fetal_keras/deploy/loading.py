@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import keras
@@ -103,6 +104,13 @@ def load_single(spec: str | Path, role: str | None = None):
     path = Path(spec)
     config = config_of_model(path) if path.exists() else None
     preprocess, task = (config.preprocess, config.task) if config else (PreprocessConfig(), "whole")
+    if config is None and path.exists():
+        warnings.warn(
+            f"No config.json found for {path} (in its folder, or in the run folder above it): it is deployed with "
+            "the default preprocessing (native spacing, z-score, task 'whole'); a model trained otherwise (e.g. a "
+            "localiser or segmenter) gives wrong masks this way. Put its run's config.json beside it.",
+            stacklevel=2,
+        )
     if path.is_dir() and (path / "saved_model").is_dir():
         path = newest_saved_model(path / "saved_model")
     if path.is_dir() and (path / "saved_model.pb").is_file():

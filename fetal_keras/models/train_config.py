@@ -232,10 +232,14 @@ class TrainConfig:
 
 
 def config_of_model(path: str | Path) -> TrainConfig | None:
-    """The training config that goes with a model: ``config.json`` in a run or model folder, or beside a ``.keras``
-    file or one folder above it (a run's ``checkpoints/best.keras``); None if there is none."""
+    """The training config that goes with a model: ``config.json`` in a run or model folder, beside a ``.keras``
+    file or one folder above it (a run's ``checkpoints/best.keras``), in a SavedModel folder or two folders above
+    it (a run's ``saved_model/<timestamp>/`` exported before exports carried their config); None if there is none."""
     path = Path(path)
-    folders = [path] if path.is_dir() else [path.parent, path.parent.parent]
+    if path.is_dir():
+        folders = [path, path.parent.parent] if (path / "saved_model.pb").is_file() else [path]
+    else:
+        folders = [path.parent, path.parent.parent]
     for folder in folders:
         if (folder / "config.json").is_file():
             return TrainConfig.load(folder / "config.json")

@@ -304,6 +304,6 @@ def train(
 def export_best(run: RunFolder, model: keras.Model) -> Path:
     """Export the best checkpoint (or ``model`` if none was saved yet) as a SavedModel; return its folder."""
     best = keras.saving.load_model(run.best, safe_mode=True) if run.best.exists() else model
-    target = export_saved_model(best, run.saved_model)
+    target = export_saved_model(best, run.saved_model, run.config)
     print(f"Exported {'best checkpoint' if run.best.exists() else 'current model'} to {target}")
     return target
