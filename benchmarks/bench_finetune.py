@@ -13,12 +13,14 @@ Prints a table (mean and minimum Dice per training set and start) and, last, one
 ``--protocol orientation`` measures forgetting instead (issue 34): for each slice orientation, fine-tune from the
 packaged pair on that orientation's stacks only (2 of the six shared ones) and test on all the others, once per
 ``--seeds``, beside the packaged pair on the same test stacks; it prints, per split, the packaged and fine-tuned
-mean Dice, the change and the spread over seeds, and writes the per-run table to ``--table``.
+mean Dice, the change and the spread over seeds, and writes the per-run table to ``--table``. With ``--sim-csv`` (a
+held-out simulated cohort of all ages) every fine-tuned pair is also scored there beside the packaged one: what it
+must not forget.
 
 Run: .venv/bin/python benchmarks/bench_finetune.py [--csv COHORT] [--minutes 10] [--starts pretrained scratch]
      [--sizes 1 3] [--train-ids ID [ID ...]] [--set NAME=VALUE ...] [--work DIR]
      .venv/bin/python benchmarks/bench_finetune.py --protocol orientation [--seeds 0 1] [--minutes 5] [--set ...]
-     [--table finetune_orientation.csv]
+     [--table finetune_orientation.csv] [--sim-csv SIM_COHORT]
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", nargs="+", type=int, default=[42], help="seeds of the orientation protocol (default: %(default)s)"
     )
     parser.add_argument("--table", type=Path, default=None, help="orientation protocol: the per-run table (CSV)")
+    parser.add_argument(
+        "--sim-csv",
+        type=Path,
+        default=None,
+        help="orientation protocol: a held-out simulated cohort (e.g. all ages, both presets) on which each "
+        "fine-tuned pair is scored beside the packaged one: what it must not forget (default: none)",
+    )
     return parser
 
 
@@ -115,6 +124,7 @@ def _scored(model, test_csv: Path) -> dict:
 def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path) -> None:
     """Fine-tune on each orientation's stacks, test on the others, per seed, beside the packaged pair."""
     rows = []
+    sim_packaged = _scored(PRETRAINED_SPEC, args.sim_csv) if args.sim_csv else None
     for orientation, train_ids in stacks_by_orientation(cohort).items():
         split = write_fine_tuning_split(cohort, train_ids, work / f"train_{orientation}")
         packaged = _scored(PRETRAINED_SPEC, split.test_csv)
@@ -129,18 +139,20 @@ def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path)
                 **(settings | {"seed": seed}),
             )
             tuned = _scored(pair, split.test_csv)
-            rows.append(
-                {
-                    "train_orientation": orientation,
-                    "train_ids": ";".join(train_ids),
-                    "seed": seed,
-                    "packaged_mean_dice": packaged["mean_dice"],
-                    "mean_dice": tuned["mean_dice"],
-                    "min_dice": tuned["min_dice"],
-                    "median_hd95_mm": tuned["median_hd95_mm"],
-                    "dice": json.dumps(tuned["dice"]),
-                }
-            )
+            row = {
+                "train_orientation": orientation,
+                "train_ids": ";".join(train_ids),
+                "seed": seed,
+                "packaged_mean_dice": packaged["mean_dice"],
+                "mean_dice": tuned["mean_dice"],
+                "min_dice": tuned["min_dice"],
+                "median_hd95_mm": tuned["median_hd95_mm"],
+                "dice": json.dumps(tuned["dice"]),
+            }
+            if sim_packaged is not None:
+                sim_tuned = _scored(pair, args.sim_csv)
+                row |= {"sim_packaged_mean_dice": sim_packaged["mean_dice"], "sim_mean_dice": sim_tuned["mean_dice"]}
+            rows.append(row)
             print(f"trained on {orientation} {train_ids}, seed {seed}: packaged {packaged['mean_dice']} -> {tuned}")
     table = pd.DataFrame(rows)
     if args.table:
@@ -153,6 +165,10 @@ def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path)
         spread=("mean_dice", lambda dice: dice.max() - dice.min()),
     )
     by_split["change"] = by_split["fine_tuned"] - by_split["packaged"]
+    if sim_packaged is not None:
+        by_split["sim_change_worst_seed"] = (
+            table.groupby("train_orientation", sort=False)["sim_mean_dice"].min() - (sim_packaged["mean_dice"])
+        )
     print(by_split.round(3).to_string())
     print(
         json.dumps(
