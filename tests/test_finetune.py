@@ -259,3 +259,12 @@ def test_every_rehearsing_batch_ends_with_slabs_of_the_rehearsal_cohort(write_co
         np.testing.assert_array_equal(images.numpy(), np.concatenate([mine[0], other[0]]))
         np.testing.assert_array_equal(labels.numpy(), np.concatenate([mine[1], other[1]]))
     assert next(iter(training_batches(config, own)))[0].shape[0] == 5, "without a rehearsal bank: the user's alone"
+
+
+def test_finetune_refuses_a_rehearsal_share_without_a_cohort_to_rehearse(tmp_path, capsys):
+    from fetal_keras.cli.main import main
+
+    argv = ["finetune", "--train-csv", "t.csv", "--val-csv", "v.csv", "--out", str(tmp_path / "pair")]
+    assert main([*argv, "--rehearsal-share", "0.5"]) != 0
+    assert "--rehearsal-share needs --rehearsal-csv" in capsys.readouterr().err
+    assert not (tmp_path / "pair").exists()

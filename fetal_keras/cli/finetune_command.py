@@ -8,6 +8,9 @@ from pathlib import Path
 
 from fetal_keras.training.recipes import ROLE_SHARES, SMALL_COHORT_RECIPE, STARTS
 
+# Slabs of every batch of 5 drawn from --rehearsal-csv: 2.
+DEFAULT_REHEARSAL_SHARE = 0.4
+
 
 def add_parser(subparsers) -> None:
     """Register ``finetune``."""
@@ -70,9 +73,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--rehearsal-share",
         type=float,
-        default=0.4,
+        default=None,
         help="with --rehearsal-csv: the share of every batch drawn from it, rounded to whole slabs, at least one "
-        "(default: %(default)s)",
+        f"(default: {DEFAULT_REHEARSAL_SHARE})",
     )
     parser.add_argument(
         "--average-with-packaged",
@@ -102,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
         settings["freeze_encoder"] = True
     if args.l2sp:
         settings["l2sp_strength"] = args.l2sp
+    if args.rehearsal_share is not None and not args.rehearsal_csv:
+        raise ValueError("--rehearsal-share needs --rehearsal-csv (the cohort to rehearse).")
     if args.rehearsal_csv:
-        settings |= {"rehearsal_csv": args.rehearsal_csv, "rehearsal_share": args.rehearsal_share}
+        share = DEFAULT_REHEARSAL_SHARE if args.rehearsal_share is None else args.rehearsal_share
+        settings |= {"rehearsal_csv": args.rehearsal_csv, "rehearsal_share": share}
     roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
     fine_tune_pair(
         args.train_csv,
