@@ -158,7 +158,8 @@ def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path)
     if args.table:
         with atomic_output(args.table) as temporary:
             table.to_csv(temporary, index=False)
-    by_split = table.groupby("train_orientation", sort=False).agg(
+    splits = table.groupby("train_orientation", sort=False)
+    by_split = splits.agg(
         packaged=("packaged_mean_dice", "first"),
         fine_tuned=("mean_dice", "mean"),
         worst_seed=("mean_dice", "min"),
@@ -166,9 +167,7 @@ def orientation_protocol(args, cohort: pd.DataFrame, settings: dict, work: Path)
     )
     by_split["change"] = by_split["fine_tuned"] - by_split["packaged"]
     if sim_packaged is not None:
-        by_split["sim_change_worst_seed"] = (
-            table.groupby("train_orientation", sort=False)["sim_mean_dice"].min() - (sim_packaged["mean_dice"])
-        )
+        by_split["sim_change_worst_seed"] = splits["sim_mean_dice"].min() - sim_packaged["mean_dice"]
     print(by_split.round(3).to_string())
     print(
         json.dumps(
