@@ -84,7 +84,9 @@ def cut_field_of_view(csv_path: Path, folder: Path) -> Path:
         paths = [folder / f"{row.iFIND_id}_{kind}.nii.gz" for kind in ("image", "mask")]
         for volume, path in zip((image, mask), paths, strict=True):
             sitk.WriteImage(volume[:middle, :, :], str(path))  # SimpleITK slicing keeps the geometry
-        rows.append({"iFIND_id": row.iFIND_id, "image": str(paths[0]), "segmentation": str(paths[1])})
+        rows.append(
+            {"iFIND_id": row.iFIND_id, "image": str(paths[0].resolve()), "segmentation": str(paths[1].resolve())}
+        )
     pd.DataFrame(rows).to_csv(folder / "cohort.csv", index=False)
     return folder / "cohort.csv"
 

@@ -48,7 +48,7 @@ def _default_signals() -> dict[str, Signal]:
         # jumps against their neighbours' (``predict.flagged_slices``).
         "area_jumps": Signal(0.15, 0.5),
         # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18).
-        "low_confidence": Signal(0.2, 0.6),
+        "low_confidence": Signal(0.2, 0.8),
         # Mean TTA standard deviation over the mask (with --tta only).
         "tta_disagreement": Signal(0.06, 0.2),
         # Longest over shortest principal axis of the mask in mm: a brain is about 1.2-1.5.
@@ -56,9 +56,9 @@ def _default_signals() -> dict[str, Signal]:
         # |log| of the mask's volume over the localiser head's (pairs only): the two disagree on the head.
         "localiser_disagreement": Signal(float(np.log(2.0)), float(np.log(5.0))),
         # 1 - the mask's in-plane area over its convex hull's: parts of other structures hanging on, lobes, bays.
-        "concave_outline": Signal(0.07, 0.2),
+        "concave_outline": Signal(0.07, 0.15),
         # Share of the mask outside the localiser's head (pairs only): the segmenter marked its crop's surroundings.
-        "outside_localiser_head": Signal(0.1, 0.5),
+        "outside_localiser_head": Signal(0.5, 0.9),
     }
 
 
