@@ -47,7 +47,8 @@ def _default_signals() -> dict[str, Signal]:
         # Share of the mask's inner slices (not its first or last, where a brain's area always jumps) whose area
         # jumps against their neighbours' (``predict.flagged_slices``).
         "area_jumps": Signal(0.15, 0.5),
-        # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18).
+        # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18;
+        # up to 0.29 where the prediction is a mean of two models, ``--average-with-packaged``).
         "low_confidence": Signal(0.2, 0.8),
         # Mean TTA standard deviation over the mask (with --tta only).
         "tta_disagreement": Signal(0.06, 0.2),
@@ -58,6 +59,8 @@ def _default_signals() -> dict[str, Signal]:
         # 1 - the mask's in-plane area over its convex hull's: parts of other structures hanging on, lobes, bays.
         "concave_outline": Signal(0.07, 0.15),
         # Share of the mask outside the localiser's head (pairs only): the segmenter marked its crop's surroundings.
+        # Good masks of fine-tuned pairs, whose localiser marks a tighter head, reach 0.47. These three limits were
+        # set on the development half of bench_qc_real's masks (docs/qc.md, 2026-12-05).
         "outside_localiser_head": Signal(0.5, 0.9),
     }
 
