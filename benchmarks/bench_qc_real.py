@@ -3,7 +3,7 @@
 Real stacks fail in ways simulated ones do not (masks reaching past the skull, a second region beside the head,
 holes on bright ventricles). This masks a labelled real cohort (default: the six shared stacks) with every system
 of ``--systems`` (the packaged models, deliberately weakened deploys, training runs; a system whose files are
-absent is skipped), keeps each mask with its probability and the localiser's head under ``--out``, and writes one
+absent is skipped), keeps each mask with its probability (and each averaged model's own) and the localiser's head under ``--out``, and writes one
 row per (system, stack): Dice, HD95, volumes, the QC score, flag and reasons, and every QC measurement
 (``value_<signal>``). The stacks are split into a **development** part, on which the score's limits may be set,
 and a **held-out** part (``--held-out``: a regular expression on ``iFIND_id``; default the even runs, one stack of
@@ -79,7 +79,7 @@ from fetal_keras.evaluation.evaluate import mask_metrics
 from fetal_keras.evaluation.qc_figures import FAILURE_DICE, operating_point, roc_auc
 from fetal_keras.figures.plots import save_figure
 from fetal_keras.figures.qc_plots import score_against_dice
-from fetal_keras.files import atomic_output, output_paths
+from fetal_keras.files import atomic_output, member_probability_path, output_paths
 
 # Measurements not in the score, measured alone (larger = more likely failed).
 CANDIDATE_SIGNALS = {
@@ -126,6 +126,14 @@ def mask_cohort(system: dict, stacks: pd.DataFrame, folder: Path) -> None:
             write_mask(head, read_geometry(row.image), folder / f"{row.iFIND_id}_head.nii.gz")
 
 
+def _member_maps(probability_path: Path) -> list[np.ndarray]:
+    """The averaged models' own probabilities written beside their mean's (none for a single model)."""
+    maps = []
+    while (path := member_probability_path(probability_path, len(maps) + 1)).is_file():
+        maps.append(read_stack(path).array)
+    return maps
+
+
 def score_case(system: str, row, folder: Path) -> dict:
     """One (system, stack) row: metrics against the truth, the QC score and every measurement."""
     stack = read_stack(row.image)
@@ -140,7 +148,15 @@ def score_case(system: str, row, folder: Path) -> dict:
         "head": read_stack(head_path).array > 0 if head_path.is_file() else None,
     }
     flagged = flagged_slices(case["mask"].astype(np.uint8), case["spread"], PredictOptions())
-    qc = stack_qc(case["mask"], case["spacing"], case["probability"], case["spread"], case["head"], flagged)
+    qc = stack_qc(
+        case["mask"],
+        case["spacing"],
+        case["probability"],
+        case["spread"],
+        case["head"],
+        flagged,
+        member_probabilities=_member_maps(paths["prob"]),
+    )
     metrics = mask_metrics(case["mask"], read_brain_mask(row.segmentation), case["spacing"])
     values = qc.values | {name: measure(case) for name, measure in CANDIDATE_SIGNALS.items()}
     return {

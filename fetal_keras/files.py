@@ -73,6 +73,14 @@ def output_paths(out_dir: str | os.PathLike, stack_id: str) -> dict[str, Path]:
     return {name: Path(out_dir) / f"{stack_id}_{name}.nii.gz" for name in ("mask", "prob", "uncertainty")}
 
 
+def member_probability_path(probability_path: str | os.PathLike, number: int) -> Path:
+    """Where one model of an averaged predictor writes its own probability, beside the mean's ``<stem>_<suffix>.nii.gz``
+    (``output_paths``' ``prob`` or a BIDS ``probseg``): ``<stem>_member-<number>_<suffix>.nii.gz``."""
+    path = Path(probability_path)
+    stem, _, suffix = path.name.removesuffix(".nii.gz").rpartition("_")
+    return path.with_name(f"{stem}_member-{number}_{suffix}.nii.gz")
+
+
 def id_from_filename(path: str | os.PathLike) -> str:
     """``sub-01_T2w`` for ``/data/sub-01_T2w.nii.gz``."""
     name = Path(path).name

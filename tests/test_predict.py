@@ -10,6 +10,7 @@ from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 from fetal_keras.cli.main import main
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.deploy.predict import (
     PredictOptions,
@@ -17,6 +18,7 @@ from fetal_keras.deploy.predict import (
     grow_mask,
     postprocess_mask,
     predict_many,
+    stack_member_probabilities,
     stack_probability,
 )
 from fetal_keras.models.networks import build_model
@@ -52,6 +54,40 @@ def test_tta_agrees_for_an_equivariant_model_and_reports_disagreement_otherwise(
     assert spread.max() < 1e-6
     _, biased_spread = stack_probability(LeftBiasedPredictor(), image, PredictOptions(tta=True))
     assert biased_spread.mean() > 0.05
+
+
+def test_an_averaged_predictor_gives_each_model_s_own_probability_whose_mean_is_its_own(tmp_path):
+    image = np.random.default_rng(1).normal(size=(4, 24, 40)).astype(np.float32)
+    averaged = AveragedPredictor((ThresholdPredictor(), LeftBiasedPredictor()))
+    for options in (PredictOptions(), PredictOptions(tta=True)):
+        members, spread = stack_member_probabilities(averaged, image, options)
+        mean, mean_spread = stack_probability(averaged, image, options)
+        assert len(members) == 2
+        np.testing.assert_allclose(np.mean(members, axis=0), mean, atol=1e-6)
+        for member, model in zip(members, averaged.members, strict=True):
+            np.testing.assert_allclose(member, stack_probability(model, image, options)[0], atol=1e-6)
+        assert (spread is None) == (mean_spread is None) == (not options.tta)
+    assert np.abs(members[0] - members[1]).mean() > 0.05, "the two models differ: their own maps must show it"
+
+    stack = write_volume(tmp_path / "s.nii.gz", image, (1.0, 1.0, 4.0), (0.0, 0.0, 0.0), OBLIQUE)
+    options = PredictOptions(save_probabilities=True)
+    table = predict_many(
+        averaged, [("s", str(stack))], tmp_path / "out", options, PreprocessConfig(min_shape=(3, 8, 8)), "a", False
+    )
+    assert not table.loc[0, "error"]
+    mean = read_stack(tmp_path / "out" / "s_prob.nii.gz").array
+    written = [read_stack(tmp_path / "out" / f"s_member-{number}_prob.nii.gz").array for number in (1, 2)]
+    np.testing.assert_allclose(np.mean(written, axis=0), mean, atol=1e-6)
+    predict_many(
+        ThresholdPredictor(),
+        [("s", str(stack))],
+        tmp_path / "single",
+        options,
+        PreprocessConfig(min_shape=(3, 8, 8)),
+        "t",
+        False,
+    )
+    assert not list((tmp_path / "single").glob("*member*")), "a single model writes no member maps"
 
 
 def test_qc_flags_area_jumps_and_uncertain_slices():

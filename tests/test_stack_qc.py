@@ -42,6 +42,7 @@ def _slices_with_brain(mask):
         "area_jumps",
         "low_confidence",
         "tta_disagreement",
+        "member_disagreement",
         "elongated_shape",
         "localiser_disagreement",
         "concave_outline",
@@ -51,7 +52,7 @@ def _slices_with_brain(mask):
 def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
     mask, spacing, probability = good
     mask, probability = mask.copy(), probability.copy()
-    spread, head, flagged = np.zeros(mask.shape), mask.copy(), []
+    spread, head, flagged, members = np.zeros(mask.shape), mask.copy(), [], ()
     present = _slices_with_brain(mask)
     if reason == "small_volume":  # 2 middle slices of the brain only
         keep = np.zeros(mask.shape[0], bool)
@@ -77,6 +78,9 @@ def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
         probability = np.where(mask, 0.6, 0.0)
     elif reason == "tta_disagreement":
         spread = np.where(mask, 0.25, 0.0)
+    elif reason == "member_disagreement":  # two averaged models, one sure of the brain, one sure it is not there
+        members = (probability, np.where(mask, 0.2, 0.0))
+        probability = np.mean(members, axis=0)
     elif reason == "elongated_shape":  # a long thin bar instead of a brain
         mask = np.zeros_like(mask)
         mask[present[0] : present[-1] + 1, 50:56, 10:-10] = True
@@ -90,7 +94,7 @@ def test_each_reason_fires_on_a_stack_made_to_show_it(good, reason):
         probability, head = np.where(mask, 0.97, 0.0), mask.copy()
     elif reason == "outside_localiser_head":  # the localiser's head is the brain's inner half (in-plane)
         head = ndimage.binary_erosion(mask, np.ones((1, 3, 3)), iterations=int(8 / spacing[0]))
-    qc = stack_qc(mask, spacing, probability, spread, head, flagged)
+    qc = stack_qc(mask, spacing, probability, spread, head, flagged, member_probabilities=members)
     assert reason in qc.reasons, (qc.reasons, qc.values)
     assert qc.flag and qc.score >= QcSettings().flag_score, (qc.score, qc.values)
 
@@ -111,3 +115,19 @@ def test_a_good_mask_a_little_outside_a_tight_localiser_head_is_not_flagged(good
     qc = stack_qc(mask, spacing, probability, np.zeros(mask.shape), head)
     assert 0.3 <= qc.values["outside_localiser_head"] < 0.5, qc.values
     assert "outside_localiser_head" not in qc.reasons and not qc.flag, (qc.reasons, qc.score)
+
+
+def test_two_sure_models_that_differ_at_the_edge_are_not_read_as_one_unsure_model(good):
+    """An averaged pair (``--average-with-packaged``): each model sure of itself, one marking the brain a voxel
+    wider than the other. Their mean is 0.5 on that ring, inside the mask; measured on the models' own
+    probabilities the mask is surer than their mean says, and their spread stays under its start."""
+    brain, spacing, _ = good
+    members = tuple(
+        np.where(region, 0.99, 0.01) for region in (brain, ndimage.binary_dilation(brain, np.ones((1, 3, 3))))
+    )
+    mean = np.mean(members, axis=0)
+    mask = mean >= 0.5
+    as_one = stack_qc(mask, spacing, mean, None, mask)
+    as_members = stack_qc(mask, spacing, mean, None, mask, member_probabilities=members)
+    assert as_members.values["low_confidence"] < as_one.values["low_confidence"], (as_members.values, as_one.values)
+    assert as_members.reasons == () and not as_members.flag, as_members.values

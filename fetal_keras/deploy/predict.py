@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
 from fetal_keras.data.io import StackGeometry, StackReadError, mask_image, read_geometry, write_like, write_mask
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
-from fetal_keras.deploy.inference import predict_brain_probability, predict_sliding_window
+from fetal_keras.deploy.inference import AveragedPredictor, predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.stack_batch_norm import stack_statistics
 from fetal_keras.deploy.stack_qc import stack_qc
-from fetal_keras.files import atomic_output, ensure_not_input, output_paths
+from fetal_keras.files import atomic_output, ensure_not_input, member_probability_path, output_paths
 
 MAX_MARGIN_MM = 50.0
 PREDICTION_COLUMNS = (
@@ -59,7 +59,8 @@ class PredictOptions:
         tta: average over in-plane flips (4 variants; 8 with ``tta_transpose``) and write the uncertainty.
         tta_transpose: also swap the in-plane axes in TTA.
         postprocess: keep the largest 3D connected component and fill holes.
-        save_probabilities: also write ``<id>_prob.nii.gz`` (float32 brain probability).
+        save_probabilities: also write ``<id>_prob.nii.gz`` (float32 brain probability) and, for a model averaged
+            with others (``--average-with-packaged``), each model's own as ``<id>_member-<n>_prob.nii.gz``.
         batch_size: slabs per forward pass.
         sliding_window: use the original's 3 x 128 x 128 windows every 1 x 64 x 64 voxels instead of whole slices
             (for comparison; many more network evaluations).
@@ -117,16 +118,29 @@ def _probability(predictor, image: np.ndarray, options: PredictOptions) -> np.nd
     return predict_brain_probability(predictor, image, options.batch_size, options.slab_step)
 
 
+def stack_member_probabilities(
+    predictor, image: np.ndarray, options: PredictOptions
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The brain probability ``[z, y, x]`` of a whitened stack by each model of an averaged predictor
+    (``fetal_keras.deploy.inference.AveragedPredictor``; one map for any other predictor), each averaged over the TTA
+    variants, and the TTA standard deviation of their mean (None without TTA). Their mean is the predictor's
+    probability: every step from the slabs to the stack is an average."""
+    members = predictor.members if isinstance(predictor, AveragedPredictor) else (predictor,)
+    variants = _variants(options.tta_transpose) if options.tta else [(lambda array: array, lambda array: array)]
+    totals, variant_means = [0.0] * len(members), []
+    with stack_statistics(predictor, image) if options.stack_batch_norm else contextlib.nullcontext():
+        for forward, inverse in variants:
+            maps = [inverse(_probability(member, np.ascontiguousarray(forward(image)), options)) for member in members]
+            totals = [total + one for total, one in zip(totals, maps, strict=True)]
+            variant_means.append(np.mean(maps, axis=0))
+    spread = np.std(variant_means, axis=0) if options.tta else None
+    return [total / len(variants) for total in totals], spread
+
+
 def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> tuple[np.ndarray, np.ndarray | None]:
     """Brain probability ``[z, y, x]`` of a whitened stack, and the TTA standard deviation (None without TTA)."""
-    with stack_statistics(predictor, image) if options.stack_batch_norm else contextlib.nullcontext():
-        if not options.tta:
-            return _probability(predictor, image, options), None
-        members = [
-            inverse(_probability(predictor, np.ascontiguousarray(forward(image)), options))
-            for forward, inverse in _variants(options.tta_transpose)
-        ]
-    return np.mean(members, axis=0), np.std(members, axis=0)
+    members, spread = stack_member_probabilities(predictor, image, options)
+    return np.mean(members, axis=0), spread
 
 
 def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
@@ -203,9 +217,10 @@ def predict_stack(
         focus = locate_head(predictor, stack_id, path, options)
         predictor = predictor.segmenter
     prepared = prepare_stack(stack_id, path, None, preprocess, focus if focus is not None and focus.any() else None)
-    probability, spread = stack_probability(predictor, prepared.unpadded_image, options)
+    members, spread = stack_member_probabilities(predictor, prepared.unpadded_image, options)
     source = read_geometry(path)
-    probability = _to_source_grid(probability, prepared.geometry, source, is_label=False)
+    members = [_to_source_grid(member, prepared.geometry, source, is_label=False) for member in members]
+    probability = np.mean(members, axis=0)
     mask = (probability >= 0.5).astype(np.uint8)
     if options.postprocess:
         mask = (
@@ -216,12 +231,15 @@ def predict_stack(
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     flagged = flagged_slices(mask, spread, options)
-    qc = stack_qc(mask, source.spacing_mm, probability, spread, focus, flagged)
+    qc = stack_qc(mask, source.spacing_mm, probability, spread, focus, flagged, member_probabilities=members)
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
     write_mask(grow_mask(mask, source.spacing_mm, options.margin_mm), source, paths["mask"])
     written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}
     if options.save_probabilities:
         written["probability"] = str(write_like(probability.astype(np.float32), source, paths["prob"]))
+        if len(members) > 1:
+            for number, member in enumerate(members, start=1):
+                write_like(member.astype(np.float32), source, member_probability_path(paths["prob"], number))
     if spread is not None:
         written["uncertainty"] = str(write_like(spread.astype(np.float32), source, paths["uncertainty"]))
     return {

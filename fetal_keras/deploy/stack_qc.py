@@ -10,6 +10,7 @@ and how the limits were measured (``benchmarks/bench_qc.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,9 +48,12 @@ def _default_signals() -> dict[str, Signal]:
         # Share of the mask's inner slices (not its first or last, where a brain's area always jumps) whose area
         # jumps against their neighbours' (``predict.flagged_slices``).
         "area_jumps": Signal(0.15, 0.5),
-        # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18;
-        # up to 0.29 where the prediction is a mean of two models, ``--average-with-packaged``).
+        # Share of the mask's voxels the model gave a probability below 0.8 (good masks of real stacks: 0.14-0.18).
+        # Where the prediction is a mean of models (``--average-with-packaged``), each model's own share, averaged:
+        # two sure models that differ at the edge are not one unsure model (their difference is the next signal).
         "low_confidence": Signal(0.2, 0.8),
+        # Mean over the mask of the averaged models' standard deviation (averaged predictors only).
+        "member_disagreement": Signal(0.1, 0.3),
         # Mean TTA standard deviation over the mask (with --tta only).
         "tta_disagreement": Signal(0.06, 0.2),
         # Longest over shortest principal axis of the mask in mm: a brain is about 1.2-1.5.
@@ -111,6 +115,7 @@ def stack_qc(
     head: np.ndarray | None = None,
     flagged_slices: list[int] | tuple[int, ...] = (),
     settings: QcSettings | None = None,
+    member_probabilities: Sequence[np.ndarray] = (),
 ) -> StackQc:
     """QC of a predicted ``[z, y, x]`` brain mask on its stack's grid (voxel sizes ``spacing_mm`` in x, y, z order).
 
@@ -122,6 +127,9 @@ def stack_qc(
         head: the localiser's head on the same grid (pairs), if any.
         flagged_slices: the slices ``fetal_keras.deploy.predict.flagged_slices`` flagged.
         settings: limits (default ``QcSettings()``).
+        member_probabilities: where ``probability`` is the mean of several models' (an averaged predictor), each
+            model's own on the same grid: ``low_confidence`` is then their own, averaged, and ``member_disagreement``
+            their spread.
 
     Returns:
         The stack's QC; deterministic for the same inputs.
@@ -146,7 +154,10 @@ def stack_qc(
         "elongated_shape": _elongation(mask, spacing_mm),
         "concave_outline": 1.0 - in_plane_solidity(mask, spacing_mm),
     }
-    if probability is not None:
+    if len(member_probabilities) > 1:
+        values["low_confidence"] = float(np.mean([(member[mask] < 0.8).mean() for member in member_probabilities]))
+        values["member_disagreement"] = float(np.std([member[mask] for member in member_probabilities], axis=0).mean())
+    elif probability is not None:
         values["low_confidence"] = float((probability[mask] < 0.8).mean())
     if spread is not None:
         values["tta_disagreement"] = float(spread[mask].mean())
