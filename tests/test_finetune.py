@@ -199,16 +199,20 @@ def test_a_segmenter_only_fine_tuning_keeps_the_packaged_localiser_and_can_freez
         freeze_encoder=True,
         rehearsal_csv=train_val_csvs[0],
         rehearsal_share=0.5,
+        fine_tuned_weight=0.3,
     )
     assert json.loads((out / "pair.json").read_text()) == {
         "localiser": "localiser/model.keras",
         "segmenter": ["segmenter/checkpoints/last.keras", "packaged/segmenter/model.keras"],
+        "weights": {"segmenter": [0.3, 0.7]},
     }
     for copied in ("localiser/model.keras", "packaged/segmenter/model.keras"):
         role = copied.split("/")[-2]
         assert sha256_of(out / copied) == sha256_of(pair_folder() / role / "model.keras")
     pair, _, description = load_predictor(out)
-    assert isinstance(pair.segmenter, AveragedPredictor) and "segmenter mean of" in description
+    assert isinstance(pair.segmenter, AveragedPredictor) and "segmenter mean of 0.30 x " in description
+    with pytest.raises(ValueError, match="weight in the mean must be in"):
+        fine_tune_pair(*train_val_csvs, tmp_path / "bad", "pretrained", 1.0, 1, fine_tuned_weight=0.0)
     with pytest.raises(ValueError, match="average of 2 models"):
         resolve_initial_weights(out, "segmenter")
     record = json.loads((out / "segmenter" / "config.json").read_text())

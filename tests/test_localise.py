@@ -14,7 +14,7 @@ from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, predict_many
 from fetal_keras.models.networks import build_model
-from fetal_keras.models.pretrained import read_pair_file, write_pair_file
+from fetal_keras.models.pretrained import read_pair_file, read_pair_weights, write_pair_file
 from fetal_keras.models.train_config import TrainConfig
 
 
@@ -223,6 +223,24 @@ def test_a_pair_role_named_by_several_models_deploys_their_mean_if_they_share_pr
         write_pair_file(tmp_path, {"localiser": [], "segmenter": "seg1/checkpoints/best.keras"})
     with pytest.raises(FileNotFoundError):
         load_pair(localiser, [first, tmp_path / "missing.keras"])
+
+
+def test_a_pair_file_may_weigh_the_averaged_models_and_refuses_weights_that_do_not_match(tmp_path):
+    localiser = _model_folder(tmp_path / "loc", "localiser")
+    first = _model_folder(tmp_path / "seg1", "segmenter")
+    second = _model_folder(tmp_path / "seg2", "segmenter")
+    models = {"localiser": str(localiser), "segmenter": [str(first), str(second)]}
+    write_pair_file(tmp_path, models, {"segmenter": [0.3, 0.7]})
+    assert read_pair_weights(tmp_path) == {"segmenter": [0.3, 0.7]}
+    pair, _, description = load_predictor(tmp_path)
+    assert pair.segmenter.weights == pytest.approx((0.3, 0.7)) and "0.30 x " in description
+    for weights, problem in (({"segmenter": [1.0]}, "one number per model"), ({"segmenter": [0, 0]}, "not all 0")):
+        with pytest.raises(ValueError, match=problem):
+            write_pair_file(tmp_path / "bad", models, weights)
+    written = json.loads((tmp_path / "pair.json").read_text())
+    (tmp_path / "pair.json").write_text(json.dumps(written | {"weights": {"segmenter": [-1, 2]}}))
+    with pytest.raises(ValueError, match="pair.json: the weights of segmenter"):
+        load_predictor(tmp_path)
 
 
 def test_a_segmenters_training_bank_holds_crops_around_each_brain(tmp_path):

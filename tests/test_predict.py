@@ -90,6 +90,17 @@ def test_an_averaged_predictor_gives_each_model_s_own_probability_whose_mean_is_
     assert not list((tmp_path / "single").glob("*member*")), "a single model writes no member maps"
 
 
+def test_a_weighted_mean_of_models_weighs_their_own_probabilities():
+    image = np.random.default_rng(2).normal(size=(4, 24, 40)).astype(np.float32)
+    weighted = AveragedPredictor((ThresholdPredictor(), LeftBiasedPredictor()), weights=(1.0, 3.0))
+    assert weighted.weights == (0.25, 0.75)
+    members, _ = stack_member_probabilities(weighted, image, PredictOptions())
+    probability, _ = stack_probability(weighted, image, PredictOptions())
+    np.testing.assert_allclose(probability, 0.25 * members[0] + 0.75 * members[1], atol=1e-6)
+    with pytest.raises(ValueError, match="one weight >= 0 per model"):
+        AveragedPredictor((ThresholdPredictor(), LeftBiasedPredictor()), weights=(1.0,))
+
+
 def test_qc_flags_area_jumps_and_uncertain_slices():
     mask = np.zeros((5, 20, 20), np.uint8)
     mask[:, 5:15, 5:15] = 1

@@ -84,6 +84,13 @@ def add_parser(subparsers) -> None:
         "OUT/packaged/; pair.json lists both): the fine-tuned pair stays near the packaged one; deploy takes about "
         "twice as long",
     )
+    parser.add_argument(
+        "--fine-tuned-weight",
+        type=float,
+        default=None,
+        help="with --average-with-packaged: the trained model's weight in the mean, 0-1 (the packaged model's: 1 "
+        "minus it); below 0.5 the packaged model decides wherever it is sure (default: 0.5)",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's, 5)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: TrainConfig's, 42)")
     parser.set_defaults(run=run)
@@ -110,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if args.rehearsal_csv:
         share = DEFAULT_REHEARSAL_SHARE if args.rehearsal_share is None else args.rehearsal_share
         settings |= {"rehearsal_csv": args.rehearsal_csv, "rehearsal_share": share}
+    if args.fine_tuned_weight is not None:
+        if not args.average_with_packaged:
+            raise ValueError("--fine-tuned-weight needs --average-with-packaged (the mean it weighs).")
+        settings["fine_tuned_weight"] = args.fine_tuned_weight
     roles = PAIR_ROLES if args.roles == "both" else ("segmenter",)
     fine_tune_pair(
         args.train_csv,

@@ -39,16 +39,25 @@ def _inference_function(model):
 
 @dataclass(frozen=True)
 class AveragedPredictor:
-    """Several slab models deployed as one: each slab's brain probability is the mean of theirs (e.g. a fine-tuned
-    model with the packaged one it started from, so that a few labelled stacks cannot pull the prediction far from
-    what the many simulated ones taught). The models must share their preprocessing; slabs are padded to a
-    multiple of every model's stride."""
+    """Several slab models deployed as one: each slab's brain probability is the mean of theirs, equal or weighted
+    (e.g. a fine-tuned model with the packaged one it started from, so that a few labelled stacks cannot pull the
+    prediction far from what the many simulated ones taught). The models must share their preprocessing; slabs are
+    padded to a multiple of every model's stride."""
 
     members: tuple
+    # Each model's weight in the mean (normalised to sum to 1); None: equal weights.
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not self.members:
             raise ValueError("an averaged predictor needs at least one model.")
+        if self.weights is not None:
+            if len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise ValueError(
+                    f"an averaged predictor needs one weight >= 0 per model, not all 0: {len(self.members)} models, "
+                    f"weights {self.weights}."
+                )
+            object.__setattr__(self, "weights", tuple(float(w) / sum(self.weights) for w in self.weights))
 
     @property
     def stride(self) -> int:
@@ -57,7 +66,7 @@ class AveragedPredictor:
 
     def __call__(self, slabs, training: bool = False):
         outputs = [keras.ops.convert_to_numpy(_inference_function(member)(slabs)) for member in self.members]
-        return np.mean(outputs, axis=0)
+        return np.average(outputs, axis=0, weights=self.weights)
 
 
 def model_stride(model) -> int:

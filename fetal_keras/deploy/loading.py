@@ -26,6 +26,7 @@ from fetal_keras.models.pretrained import (
     is_pair,
     packaged_name,
     read_pair_file,
+    read_pair_weights,
     sha256_of,
     sha256_of_folder,
     verified_pair,
@@ -125,9 +126,9 @@ def load_single(spec: str | Path, role: str | None = None):
     )
 
 
-def load_role(specs: str | Path | list, role: str):
+def load_role(specs: str | Path | list, role: str, weights: list[float] | None = None):
     """(predictor, preprocessing, description) of a pair's ``role`` given as one model or a list of models; a list
-    is deployed as an ``AveragedPredictor`` (the mean of their predictions).
+    is deployed as an ``AveragedPredictor`` (the mean of their predictions, weighted by ``weights`` if given).
 
     Raises:
         ValueError: if a model's training config names another task (e.g. a segmenter given as the localiser), or
@@ -148,14 +149,19 @@ def load_role(specs: str | Path | list, role: str):
             f"The {role} models to average must share their preprocessing: {', '.join(different)} differ from "
             f"{loaded[0][2]}."
         )
-    description = "mean of " + " and ".join(description for _, _, description in loaded)
-    return AveragedPredictor(tuple(predictor for predictor, _, _ in loaded)), preprocess, description
+    averaged = AveragedPredictor(tuple(predictor for predictor, _, _ in loaded), tuple(weights) if weights else None)
+    named = [description for _, _, description in loaded]
+    if averaged.weights:
+        named = [f"{weight:.2f} x {description}" for weight, description in zip(averaged.weights, named, strict=True)]
+    return averaged, preprocess, "mean of " + " and ".join(named)
 
 
-def load_pair(localiser_spec: str | Path | list, segmenter_spec: str | Path | list):
+def load_pair(
+    localiser_spec: str | Path | list, segmenter_spec: str | Path | list, weights: dict[str, list[float]] | None = None
+):
     """A localiser and a segmenter to deploy together (``fetal_keras.deploy.localise``); either may be ``pretrained``
     (that role of the packaged pair), e.g. a fine-tuned segmenter with the packaged localiser, or a list of models
-    whose predictions are averaged (:func:`load_role`).
+    whose predictions are averaged (:func:`load_role`; ``weights``: per role, the models' weights in the mean).
 
     Returns:
         (``LocalisedSegmenter``, the segmenter's preprocessing, description), as :func:`load_predictor`.
@@ -163,8 +169,11 @@ def load_pair(localiser_spec: str | Path | list, segmenter_spec: str | Path | li
     Raises:
         ValueError: as :func:`load_role`.
     """
-    localiser, localiser_preprocess, localiser_description = load_role(localiser_spec, "localiser")
-    segmenter, preprocess, segmenter_description = load_role(segmenter_spec, "segmenter")
+    weights = weights or {}
+    localiser, localiser_preprocess, localiser_description = load_role(
+        localiser_spec, "localiser", weights.get("localiser")
+    )
+    segmenter, preprocess, segmenter_description = load_role(segmenter_spec, "segmenter", weights.get("segmenter"))
     description = f"localiser {localiser_description} + segmenter {segmenter_description}"
     return LocalisedSegmenter(localiser, localiser_preprocess, segmenter, description), preprocess, description
 
@@ -179,7 +188,7 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
             file (loaded with ``safe_mode=True``: no code from the file is run; its preprocessing from the
             ``config.json`` beside it or one folder above), or a pair folder whose ``pair.json`` names a
             ``localiser`` and a ``segmenter`` (paths relative to it; a list of paths for a role whose models'
-            predictions are averaged) to deploy together.
+            predictions are averaged, and optionally their "weights") to deploy together.
 
     Returns:
         (predictor, preprocessing the model was trained with, description of what was loaded); for a pair the
@@ -198,6 +207,6 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
         return dataclasses.replace(predictor, description=description), preprocess, description
     if (Path(spec) / PAIR_FILE).is_file():
         models = read_pair_file(spec)
-        return load_pair(models["localiser"], models["segmenter"])
+        return load_pair(models["localiser"], models["segmenter"], read_pair_weights(spec))
     predictor, preprocess, description, _ = load_single(spec)
     return predictor, preprocess, description

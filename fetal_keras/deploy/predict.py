@@ -123,8 +123,8 @@ def stack_member_probabilities(
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The brain probability ``[z, y, x]`` of a whitened stack by each model of an averaged predictor
     (``fetal_keras.deploy.inference.AveragedPredictor``; one map for any other predictor), each averaged over the TTA
-    variants, and the TTA standard deviation of their mean (None without TTA). Their mean is the predictor's
-    probability: every step from the slabs to the stack is an average."""
+    variants, and the TTA standard deviation of their mean (None without TTA). Their mean (weighted as the predictor
+    weighs them) is the predictor's probability: every step from the slabs to the stack is an average."""
     members = predictor.members if isinstance(predictor, AveragedPredictor) else (predictor,)
     variants = _variants(options.tta_transpose) if options.tta else [(lambda array: array, lambda array: array)]
     totals, variant_means = [0.0] * len(members), []
@@ -132,7 +132,7 @@ def stack_member_probabilities(
         for forward, inverse in variants:
             maps = [inverse(_probability(member, np.ascontiguousarray(forward(image)), options)) for member in members]
             totals = [total + one for total, one in zip(totals, maps, strict=True)]
-            variant_means.append(np.mean(maps, axis=0))
+            variant_means.append(_mean(predictor, maps))
     spread = np.std(variant_means, axis=0) if options.tta else None
     return [total / len(variants) for total in totals], spread
 
@@ -140,7 +140,13 @@ def stack_member_probabilities(
 def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> tuple[np.ndarray, np.ndarray | None]:
     """Brain probability ``[z, y, x]`` of a whitened stack, and the TTA standard deviation (None without TTA)."""
     members, spread = stack_member_probabilities(predictor, image, options)
-    return np.mean(members, axis=0), spread
+    return _mean(predictor, members), spread
+
+
+def _mean(predictor, members: list[np.ndarray]) -> np.ndarray:
+    """The predictor's probability from its models' own: their mean, weighted as the predictor weighs them."""
+    weights = predictor.weights if isinstance(predictor, AveragedPredictor) else None
+    return np.average(members, axis=0, weights=weights).astype(np.float32)
 
 
 def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
@@ -220,7 +226,7 @@ def predict_stack(
     members, spread = stack_member_probabilities(predictor, prepared.unpadded_image, options)
     source = read_geometry(path)
     members = [_to_source_grid(member, prepared.geometry, source, is_label=False) for member in members]
-    probability = np.mean(members, axis=0)
+    probability = _mean(predictor, members)
     mask = (probability >= 0.5).astype(np.uint8)
     if options.postprocess:
         mask = (

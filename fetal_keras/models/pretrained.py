@@ -33,18 +33,34 @@ PAIR_FILE = "pair.json"
 SAVED_MODEL_INFO = "fetal_keras.json"
 
 
-def write_pair_file(folder: str | Path, models: dict[str, str | list[str]]) -> Path:
+def write_pair_file(
+    folder: str | Path, models: dict[str, str | list[str]], weights: dict[str, list[float]] | None = None
+) -> Path:
     """Write ``folder/pair.json`` (atomically) naming each role's model, paths relative to ``folder``; a role given
-    as a list of models is deployed as the average of their predictions.
+    as a list of models is deployed as the average of their predictions, weighted by ``weights[role]`` (one weight
+    per model; equal where not given).
 
     Raises:
-        ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``, each with at least one model.
+        ValueError: unless ``models`` names exactly the roles ``PAIR_ROLES``, each with at least one model, and each
+            role's weights match its models.
     """
     if set(models) != set(PAIR_ROLES):
         raise ValueError(f"a pair names a model for each of {PAIR_ROLES}, got {sorted(models)}.")
     if any(isinstance(entry, list) and not entry for entry in models.values()):
         raise ValueError(f"every role of a pair needs at least one model, got {models}.")
-    return write_json(Path(folder) / PAIR_FILE, models)
+    content: dict = dict(models)
+    if weights:
+        _check_weights(weights, {role: entry if isinstance(entry, list) else [entry] for role, entry in models.items()})
+        content["weights"] = weights
+    return write_json(Path(folder) / PAIR_FILE, content)
+
+
+def _check_weights(weights: dict, models: dict[str, list]) -> None:
+    for role, values in weights.items():
+        if role not in models or not isinstance(values, list) or len(values) != len(models[role]):
+            raise ValueError(f"weights must give one number per model of a pair's role, got {role}: {values}")
+        if not all(isinstance(value, int | float) and value >= 0 for value in values) or sum(values) <= 0:
+            raise ValueError(f"the weights of {role} must be numbers >= 0, not all 0, got {values}")
 
 
 def read_pair_file(folder: str | Path) -> dict[str, list[Path]]:
@@ -63,6 +79,24 @@ def read_pair_file(folder: str | Path) -> dict[str, list[Path]]:
         return {role: [pair_file.parent / path for path in paths] for role, paths in entries.items()}
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
+
+
+def read_pair_weights(folder: str | Path) -> dict[str, list[float]]:
+    """The weights ``folder/pair.json`` gives the averaged models of its roles (:func:`write_pair_file`); roles
+    without any are absent (equal weights).
+
+    Raises:
+        ValueError: if the weights do not match the roles' models.
+    """
+    pair_file = Path(folder) / PAIR_FILE
+    weights = json.loads(pair_file.read_text()).get("weights", {})
+    try:
+        if not isinstance(weights, dict):
+            raise ValueError(f"weights must map roles to lists of numbers, got {weights!r}")
+        _check_weights(weights, read_pair_file(folder))
+    except ValueError as error:
+        raise ValueError(f"{pair_file}: {error}") from None
+    return weights
 
 
 def packaged_name(spec: str) -> str | None:

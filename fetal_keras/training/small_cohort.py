@@ -133,6 +133,7 @@ def fine_tune_pair(
     steps: int | None = None,
     roles: tuple[str, ...] = PAIR_ROLES,
     average_with_packaged: bool = False,
+    fine_tuned_weight: float = 0.5,
     **settings,
 ) -> Path:
     """Train a localiser and a segmenter on ``train_csv`` (``ROLE_SHARES`` of ``minutes`` each; with ``steps``,
@@ -142,7 +143,8 @@ def fine_tune_pair(
     time budget). ``roles``: the roles to train (``("segmenter",)``: the packaged localiser is copied into the
     folder and kept, the segmenter gets the whole budget). ``average_with_packaged``: each trained role is deployed as
     the mean of its prediction and the packaged role's (copied to ``folder/packaged/ROLE/``), so that a few
-    labelled stacks cannot pull the pair far from what the packaged one learned.
+    labelled stacks cannot pull the pair far from what the packaged one learned; ``fine_tuned_weight`` is the trained
+    model's weight in that mean (the packaged model's: 1 - it).
 
     Returns:
         The pair folder: ``fetal-keras predict --model FOLDER`` deploys it.
@@ -157,13 +159,15 @@ def fine_tune_pair(
 
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}.")
+    if not 0.0 < fine_tuned_weight <= 1.0:
+        raise ValueError(f"the fine-tuned model's weight in the mean must be in (0, 1], got {fine_tuned_weight}.")
     if not roles or not set(roles) <= set(PAIR_ROLES):
         raise ValueError(f"roles must be some of {PAIR_ROLES}, got {roles!r}.")
     folder = Path(folder)
     if (folder / PAIR_FILE).exists():
         raise FileExistsError(f"{folder} already holds a fine-tuned pair ({folder / PAIR_FILE}); use a new folder.")
     trained_share = sum(ROLE_SHARES[role] for role in roles)
-    models = {}
+    models, weights = {}, {}
     for role in PAIR_ROLES:
         if role not in roles:
             models[role] = str(_copy_packaged_role(role, folder / role).relative_to(folder))
@@ -178,7 +182,8 @@ def fine_tune_pair(
         if average_with_packaged:
             packaged = _copy_packaged_role(role, folder / "packaged" / role)
             models[role] = [models[role], str(packaged.relative_to(folder))]
-    write_pair_file(folder, models)
+            weights[role] = [fine_tuned_weight, round(1.0 - fine_tuned_weight, 6)]
+    write_pair_file(folder, models, weights)
     return folder
 
 
