@@ -3,8 +3,9 @@
 For each ``--minutes`` budget, three systems train on ``--train-csv`` and segment ``--test-csv``:
 
 - ``fetal_keras_scratch``: the small-cohort recipe (``fetal_keras.training.small_cohort``, what ``fetal-keras
-  finetune --start scratch`` runs) from random weights: a localiser and a segmenter, half the budget each;
-- ``fetal_keras_finetune``: the same recipe from the packaged pair (``fetal-keras finetune``'s defaults);
+  finetune --start scratch --roles both --steps 0`` runs) from random weights: a localiser and a segmenter, half the budget each;
+- ``fetal_keras_finetune``: the same recipe from the packaged pair (``fetal-keras finetune --roles both
+  --no-average-with-packaged --steps 0``: both roles, the wall-clock budget, no mean with the packaged pair);
 - ``nnunet_2d``: nnU-Net v2's ``2d`` configuration, its own planning, preprocessing and trainer
   (``benchmarks/peer_nnunet.py``: ``nnUNetTrainer`` stopped by the budget, its schedule stretched over the epochs
   that fit), its own predictor (sliding window, mirroring).

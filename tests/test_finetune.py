@@ -133,14 +133,16 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
     argv = ["finetune", "--train-csv", train_val_csvs[0], "--val-csv", train_val_csvs[1], "--out", str(out)]
     assert main(argv + ["--steps", "2", "--batch-size", "2", "--seed", "0"]) == 0
     assert json.loads((out / "pair.json").read_text()) == {
-        "localiser": "localiser/checkpoints/last.keras",
-        "segmenter": "segmenter/checkpoints/last.keras",
-    }
-    for role in ("localiser", "segmenter"):
-        record = json.loads((out / role / "config.json").read_text())
-        assert record["config"]["task"] == role and record["initial_weights"]["path"].endswith(f"{role}/model.keras")
-        assert record["config"]["seed"] == 0, "--seed 0 is a seed, not 'no seed given'"
-        assert (record["config"]["epochs"], record["config"]["steps_per_epoch"]) == (1, 2), "--steps 2 per role"
+        "localiser": "localiser/model.keras",
+        "segmenter": ["segmenter/checkpoints/last.keras", "packaged/segmenter/model.keras"],
+        "weights": {"segmenter": [0.25, 0.75]},
+    }, "the default recipe: the segmenter trained, deployed as a weighted mean with the packaged one"
+    record = json.loads((out / "segmenter" / "config.json").read_text())
+    assert record["config"]["task"] == "segmenter" and record["initial_weights"]["path"].endswith(
+        "segmenter/model.keras"
+    )
+    assert record["config"]["seed"] == 0, "--seed 0 is a seed, not 'no seed given'"
+    assert (record["config"]["epochs"], record["config"]["steps_per_epoch"]) == (1, 2), "--steps 2"
     summary = json.loads((out / "validation_summary.json").read_text())
     assert summary["stacks"] == 2 and 0.0 <= summary["mean_dice"] <= 1.0
     assert len(list((out / "validation_masks").glob("*_mask.nii.gz"))) == 2
@@ -151,6 +153,35 @@ def test_finetune_writes_a_deployable_pair_and_scores_it_on_the_validation_stack
     assert f"packaged pair {summary['packaged_pair']['mean_dice']}, fine-tuned {summary['mean_dice']}" in printed
     assert main(["predict", "--model", str(out), "--csv", train_val_csvs[1], "--out", str(tmp_path / "masks")]) == 0
     assert main(argv) == 2  # the folder holds a finished pair
+
+
+def test_finetune_defaults_are_the_measured_recipe_and_its_options_are_checked(monkeypatch, tmp_path, capsys):
+    """Without options: the segmenter only, 200 batches, a mean with the packaged segmenter weighing it 0.25; from
+    random weights no mean; --steps 0 leaves the --minutes budget in charge."""
+    from fetal_keras.cli.main import main
+    from fetal_keras.training import small_cohort
+
+    calls = []
+
+    def recorded(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise InterruptedError  # stop before the scoring: only the call is checked here
+
+    monkeypatch.setattr(small_cohort, "fine_tune_pair", recorded)
+    argv = ["finetune", "--train-csv", "t.csv", "--val-csv", "v.csv", "--out", str(tmp_path / "pair")]
+    for extra in ([], ["--start", "scratch", "--steps", "0"], ["--fine-tuned-weight", "0.6"]):
+        with pytest.raises(InterruptedError):
+            main(argv + extra)
+    (default_args, default), (scratch_args, scratch), (_, weighted) = calls
+    assert default_args[4:] == (10.0, 200, ("segmenter",)), default_args
+    assert default["average_with_packaged"] and default["fine_tuned_weight"] == 0.25
+    assert scratch_args[5] is None and not scratch["average_with_packaged"] and "fine_tuned_weight" not in scratch
+    assert weighted["fine_tuned_weight"] == 0.6
+    assert main(argv + ["--no-average-with-packaged", "--fine-tuned-weight", "0.5"]) == 2
+    assert main(argv + ["--steps", "-1"]) == 2
+    errors = capsys.readouterr().err
+    assert "--fine-tuned-weight needs --average-with-packaged" in errors and "--steps must be 0" in errors
+    assert len(calls) == 3, "a wrong option stops before any training"
 
 
 def test_a_step_budget_is_whole_epochs_of_the_recipe_and_minutes_only_bound_it(tmp_path):
