@@ -8,8 +8,12 @@ prints the ROC AUC of ``qc_score`` for Dice < 0.8, the operating point of ``qc_f
 false alarms) and each group's figures. Draws the ROC and the score against Dice into ``--figure``. The last line
 is one JSON object with the figures.
 
+``--cohort-csv PATH`` (with ``--work``) also writes every group's stacks as one labelled cohort, each id prefixed
+with its group, for ``bench_qc_real.py --csv PATH``: it keeps every QC measurement of each mask (and the model's
+probability), so that limits can be searched on a simulated development cohort beside the real one (docs/qc.md).
+
 Run: .venv/bin/python benchmarks/bench_qc.py [--per-group 15] [--model pretrained] [--tta] [--work DIR]
-     [--figure results/figures/qc_roc.png] [--table qc_stacks.csv]
+     [--figure results/figures/qc_roc.png] [--table qc_stacks.csv] [--cohort-csv DIR/all.csv]
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (adds the TTA signal)")
     parser.add_argument("--seed", type=int, default=700, help="first simulation seed (default: %(default)s)")
     parser.add_argument("--work", type=Path, default=None, help="keep stacks and masks here (default: temporary)")
+    parser.add_argument(
+        "--cohort-csv",
+        type=Path,
+        default=None,
+        help="with --work: also write all groups' stacks as one labelled cohort CSV (ids prefixed with the group) "
+        "for bench_qc_real.py --csv",
+    )
     parser.add_argument(
         "--figure", type=Path, default=Path("results/figures/qc_roc.png"), help="ROC figure (PNG; a PDF beside it)"
     )
@@ -103,6 +114,18 @@ def simulated_groups(work: Path, per_group: int, seed: int) -> dict[str, Path]:
     return csvs
 
 
+def write_combined_cohort(csvs: dict[str, Path], path: Path) -> None:
+    """Every group's stacks as one labelled cohort CSV, each ``iFIND_id`` prefixed with its group's first word (the
+    groups' ids repeat), written atomically."""
+    tables = []
+    for group, csv_path in csvs.items():
+        table = read_cohort(csv_path, require_segmentation=True)
+        tables.append(table.assign(iFIND_id=group.split(" ")[0] + "_" + table["iFIND_id"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        pd.concat(tables)[["iFIND_id", "image", "segmentation"]].to_csv(temporary, index=False)
+
+
 def draw(table: pd.DataFrame, failed: np.ndarray, figure: Path) -> None:
     """The ROC of the score for failures, and the score against Dice with the flag limit."""
     fig, (roc_ax, scatter_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -137,11 +160,16 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
 
 def main() -> None:
     args = build_parser().parse_args()
+    if args.cohort_csv and not args.work:
+        raise SystemExit("--cohort-csv needs --work: the stacks it names must outlive this run.")
     predictor, preprocess, description = load_predictor(args.model)
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         tables = []
-        for group, csv_path in simulated_groups(work, args.per_group, args.seed).items():
+        csvs = simulated_groups(work, args.per_group, args.seed)
+        if args.cohort_csv:
+            write_combined_cohort(csvs, args.cohort_csv)
+        for group, csv_path in csvs.items():
             scored = segment_and_score(
                 predictor, preprocess, description, csv_path, work / "masks" / group, PredictOptions(tta=args.tta)
             )
