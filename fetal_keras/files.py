@@ -74,10 +74,17 @@ def output_paths(out_dir: str | os.PathLike, stack_id: str) -> dict[str, Path]:
 
 
 def member_probability_path(probability_path: str | os.PathLike, number: int) -> Path:
-    """Where one model of an averaged predictor writes its own probability, beside the mean's ``<stem>_<suffix>.nii.gz``
-    (``output_paths``' ``prob`` or a BIDS ``probseg``): ``<stem>_member-<number>_<suffix>.nii.gz``."""
+    """Where one model of an averaged predictor writes its own probability, beside the mean's.
+
+    ``<id>_prob.nii.gz`` (``output_paths``) -> ``<id>_member-<number>_prob.nii.gz``; a BIDS name whose last entity
+    is ``desc`` keeps to BIDS' entities: ``<stem>_desc-brainprob_probseg.nii.gz`` ->
+    ``<stem>_desc-brainprobmember<number>_probseg.nii.gz``.
+    """
     path = Path(probability_path)
     stem, _, suffix = path.name.removesuffix(".nii.gz").rpartition("_")
+    before, _, last_entity = stem.rpartition("_")
+    if last_entity.startswith("desc-"):
+        return path.with_name(f"{before}_{last_entity}member{number}_{suffix}.nii.gz")
     return path.with_name(f"{stem}_member-{number}_{suffix}.nii.gz")
 
 

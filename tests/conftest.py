@@ -93,6 +93,19 @@ def tiny_train_config(train_csv: str, val_csv: str, run_dir, **changes):
     return TrainConfig(train_csv, val_csv, str(run_dir), **(settings | changes))
 
 
+def tiny_model_folder(folder: Path, task: str, **settings) -> Path:
+    """A run folder holding an untrained tiny network as its ``checkpoints/best.keras`` and its ``config.json``
+    (``task`` "localiser" or "segmenter", other TrainConfig settings changed); returns the checkpoint's path."""
+    from fetal_keras.models.networks import build_model
+    from fetal_keras.models.train_config import TrainConfig
+
+    folder.mkdir(parents=True)
+    TrainConfig("t.csv", "v.csv", str(folder), task=task, **settings).save(folder / "config.json")
+    (folder / "checkpoints").mkdir()
+    build_model("unet", base_filters=2).save(folder / "checkpoints" / "best.keras")
+    return folder / "checkpoints" / "best.keras"
+
+
 @pytest.fixture
 def train_val_csvs(write_cohort):
     """A 5-stack cohort split into train.csv (3 stacks) and val.csv (2 stacks); returns both paths as strings."""

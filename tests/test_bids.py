@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import BIDS_STACKS
+from conftest import BIDS_STACKS, tiny_model_folder
 
 from fetal_keras.cli.main import main
 from fetal_keras.data.bids import bids_cohort
@@ -18,7 +18,7 @@ from fetal_keras.data.cohort import read_cohort
 from fetal_keras.data.io import read_stack
 from fetal_keras.deploy.bids_derivatives import model_checksums
 from fetal_keras.models.networks import build_model
-from fetal_keras.models.pretrained import sha256_of
+from fetal_keras.models.pretrained import sha256_of, write_pair_file
 
 SHARED_BIDS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_labelled"
 
@@ -172,9 +172,20 @@ def test_derivatives_pass_the_bids_validator(bids_dataset, tmp_path):
     beside_python = Path(sys.executable).parent / "bids-validator-deno"
     validator = str(beside_python) if beside_python.is_file() else shutil.which("bids-validator-deno")
     assert validator, "bids-validator-deno (requirements.txt) is not installed"
-    model = tmp_path / "model.keras"
-    build_model("unet", base_filters=2).save(model)
-    assert main(["predict", "--bids", str(bids_dataset), "--model", str(model), "--quiet", "--tta"]) == 0
+    # A pair whose segmenter is a mean of two models: its members' own maps are written too, named within BIDS.
+    localiser = str(tiny_model_folder(tmp_path / "loc", "localiser"))
+    segmenters = [str(tiny_model_folder(tmp_path / f"seg{n}", "segmenter")) for n in (1, 2)]
+    write_pair_file(tmp_path, {"localiser": localiser, "segmenter": segmenters})
+    command = ["predict", "--bids", str(bids_dataset), "--model", str(tmp_path), "--quiet", "--tta"]
+    assert main(command + ["--save-probabilities"]) == 0
+    anat = bids_dataset / "derivatives" / "fetal_keras" / "sub-01" / "ses-2" / "anat"
+    for number in (1, 2):
+        member = anat / f"sub-01_ses-2_run-1_desc-brainprobmember{number}_probseg.nii.gz"
+        assert member.is_file()
+        sidecar = json.loads(member.with_name(member.name.replace(".nii.gz", ".json")).read_text())
+        assert f"model {number} of those fetal_keras averaged" in sidecar["Description"]
+    with pytest.raises(FileExistsError, match="desc-brainprobmember1_probseg"):
+        main(["--debug"] + command + ["--save-probabilities", "--participant-label", "01"])
     result = subprocess.run(
         [validator, "--json", str(bids_dataset / "derivatives" / "fetal_keras")],
         capture_output=True,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import OBLIQUE, ThresholdPredictor, write_volume
+from conftest import OBLIQUE, ThresholdPredictor, tiny_model_folder, write_volume
 
 from fetal_keras.data.io import StackGeometry, read_stack
 from fetal_keras.data.preprocess import PreprocessConfig, crop_region, prepare_stack
@@ -13,7 +13,6 @@ from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.loading import load_pair, load_predictor
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.predict import PredictOptions, _to_source_grid, predict_many
-from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import read_pair_file, read_pair_weights, write_pair_file
 from fetal_keras.models.train_config import TrainConfig
 
@@ -173,17 +172,9 @@ def test_tasks_fill_their_defaults_and_refuse_a_crop_for_other_tasks(tmp_path):
         TrainConfig("t.csv", "v.csv", "run", crop_margin_mm=5.0)
 
 
-def _model_folder(folder, task: str, **settings):
-    folder.mkdir(parents=True)
-    TrainConfig("t.csv", "v.csv", str(folder), task=task, **settings).save(folder / "config.json")
-    (folder / "checkpoints").mkdir()
-    build_model("unet", base_filters=2).save(folder / "checkpoints" / "best.keras")
-    return folder / "checkpoints" / "best.keras"
-
-
 def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swapped_roles(tmp_path):
-    localiser = _model_folder(tmp_path / "loc", "localiser", normalisation="foreground")
-    segmenter = _model_folder(tmp_path / "seg", "segmenter", crop_margin_mm=15.0)
+    localiser = tiny_model_folder(tmp_path / "loc", "localiser", normalisation="foreground")
+    segmenter = tiny_model_folder(tmp_path / "seg", "segmenter", crop_margin_mm=15.0)
     (tmp_path / "pair.json").write_text(
         json.dumps({"localiser": "loc/checkpoints/best.keras", "segmenter": "seg/checkpoints/best.keras"})
     )
@@ -204,9 +195,9 @@ def test_a_pair_folder_loads_both_roles_with_their_preprocessing_and_refuses_swa
 
 
 def test_a_pair_role_named_by_several_models_deploys_their_mean_if_they_share_preprocessing(tmp_path):
-    localiser = _model_folder(tmp_path / "loc", "localiser")
-    first = _model_folder(tmp_path / "seg1", "segmenter", crop_margin_mm=15.0)
-    second = _model_folder(tmp_path / "seg2", "segmenter", crop_margin_mm=15.0)
+    localiser = tiny_model_folder(tmp_path / "loc", "localiser")
+    first = tiny_model_folder(tmp_path / "seg1", "segmenter", crop_margin_mm=15.0)
+    second = tiny_model_folder(tmp_path / "seg2", "segmenter", crop_margin_mm=15.0)
     write_pair_file(
         tmp_path,
         {"localiser": "loc/checkpoints/best.keras", "segmenter": [str(first.relative_to(tmp_path)), str(second)]},
@@ -216,7 +207,7 @@ def test_a_pair_role_named_by_several_models_deploys_their_mean_if_they_share_pr
     assert isinstance(pair.segmenter, AveragedPredictor) and len(pair.segmenter.members) == 2
     assert not isinstance(pair.localiser, AveragedPredictor)
     assert preprocess.crop_margin_mm == 15.0 and f"segmenter mean of {first}" in description
-    other = _model_folder(tmp_path / "seg3", "segmenter", crop_margin_mm=25.0)
+    other = tiny_model_folder(tmp_path / "seg3", "segmenter", crop_margin_mm=25.0)
     with pytest.raises(ValueError, match="must share their preprocessing"):
         load_pair(localiser, [first, other])
     with pytest.raises(ValueError, match="at least one model"):
@@ -226,9 +217,9 @@ def test_a_pair_role_named_by_several_models_deploys_their_mean_if_they_share_pr
 
 
 def test_a_pair_file_may_weigh_the_averaged_models_and_refuses_weights_that_do_not_match(tmp_path):
-    localiser = _model_folder(tmp_path / "loc", "localiser")
-    first = _model_folder(tmp_path / "seg1", "segmenter")
-    second = _model_folder(tmp_path / "seg2", "segmenter")
+    localiser = tiny_model_folder(tmp_path / "loc", "localiser")
+    first = tiny_model_folder(tmp_path / "seg1", "segmenter")
+    second = tiny_model_folder(tmp_path / "seg2", "segmenter")
     models = {"localiser": str(localiser), "segmenter": [str(first), str(second)]}
     write_pair_file(tmp_path, models, {"segmenter": [0.3, 0.7]})
     assert read_pair_weights(tmp_path) == {"segmenter": [0.3, 0.7]}

@@ -218,8 +218,10 @@ def _run_bids(args: argparse.Namespace) -> int:
         derivatives_folder,
         refuse_existing_outputs,
         start_derivatives,
+        with_member_paths,
         write_sidecars,
     )
+    from fetal_keras.deploy.predict import averaged_model_count
 
     if args.out:
         raise ValueError("--out is not used with --bids: the masks go to DATASET/derivatives/NAME (--out-derivatives).")
@@ -227,9 +229,12 @@ def _run_bids(args: argparse.Namespace) -> int:
     stacks = find_stacks(args.bids, args.suffix, args.participant_label)
     outputs = [derivative_paths(folder, stack, args.keep_suffix) for stack in stacks]
     wanted = {"mask"} | ({"prob"} if args.save_probabilities else set()) | ({"uncertainty"} if args.tta else set())
-    written = [{kind: path for kind, path in paths.items() if kind in wanted} for paths in outputs]
-    refuse_existing_outputs(written, args.overwrite)
     loaded = _load(args)
+    members = averaged_model_count(loaded[0])
+    written = [
+        with_member_paths({kind: path for kind, path in paths.items() if kind in wanted}, members) for paths in outputs
+    ]
+    refuse_existing_outputs(written, args.overwrite)
     start_derivatives(folder, loaded[2], args.overwrite)
     table = _segment(args, [(s.stack_id, str(s.path)) for s in stacks], folder, outputs, loaded)
     write_sidecars(stacks, written, table, args.bids, args.tta)

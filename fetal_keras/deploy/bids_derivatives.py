@@ -18,7 +18,7 @@ import pandas as pd
 
 from fetal_keras import __version__
 from fetal_keras.data.bids import BidsStack
-from fetal_keras.files import atomic_output, write_json
+from fetal_keras.files import atomic_output, member_probability_path, write_json
 
 BIDS_VERSION = "1.10.0"
 RAW_DATASET_LINK = "raw"
@@ -36,6 +36,7 @@ DESCRIPTIONS = {
     "prob": "Brain probability from fetal_keras, on the source stack's own grid.",
     "uncertainty": "Standard deviation of the brain probability over fetal_keras' test-time augmentations.",
 }
+MEMBER_KIND_PREFIX = "prob_member"
 README = """# fetal_keras brain masks
 
 Fetal brain masks segmented by fetal_keras, one per stack, on each stack's own grid and header.
@@ -72,6 +73,26 @@ def derivative_paths(folder: Path, stack: BidsStack, keep_suffix: bool = False) 
     return {
         kind: folder / stack.relative_folder / f"{stem}_{ending}.nii.gz" for kind, ending in DERIVATIVE_ENDINGS.items()
     }
+
+
+def with_member_paths(paths: dict[str, Path], members: int) -> dict[str, Path]:
+    """``paths`` and, for a model averaged from ``members`` > 1 models, each model's own probability beside the mean's
+    (kinds ``prob_member1``, ``prob_member2``, ...; ``..._desc-brainprobmember1_probseg.nii.gz``)."""
+    if members < 2 or "prob" not in paths:
+        return dict(paths)
+    extra = {f"{MEMBER_KIND_PREFIX}{n}": member_probability_path(paths["prob"], n) for n in range(1, members + 1)}
+    return dict(paths) | extra
+
+
+def _description(kind: str) -> str:
+    """What a file of ``kind`` (:data:`DERIVATIVE_ENDINGS` or :func:`with_member_paths`) holds."""
+    if kind.startswith(MEMBER_KIND_PREFIX):
+        number = kind.removeprefix(MEMBER_KIND_PREFIX)
+        return (
+            f"Brain probability of model {number} of those fetal_keras averaged (its own, before the mean), on the "
+            "source stack's own grid."
+        )
+    return DESCRIPTIONS[kind]
 
 
 def model_checksums(description: str) -> dict[str, str] | str:
@@ -164,7 +185,7 @@ def sidecar(stack: BidsStack, dataset: Path, row: pd.Series, tta: bool, kind: st
     source = f"bids:{RAW_DATASET_LINK}:{stack.path.relative_to(dataset).as_posix()}"
     flagged = [int(index) for index in str(row["flagged_slices"]).split(";") if index not in ("", "nan")]
     return {
-        "Description": DESCRIPTIONS[kind],
+        "Description": _description(kind),
         "Sources": [source],
         "SpatialReference": source,
         **({"Type": "Brain"} if kind == "mask" else {}),

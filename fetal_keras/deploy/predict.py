@@ -112,6 +112,13 @@ def _variants(transpose: bool):
     return variants
 
 
+def averaged_model_count(predictor) -> int:
+    """How many models' probabilities ``predictor`` (a single model, an averaged one, or a pair, whose segmenter
+    counts) averages: the member maps ``predict_stack`` writes with ``save_probabilities`` when above 1."""
+    segmenter = predictor.segmenter if isinstance(predictor, LocalisedSegmenter) else predictor
+    return len(segmenter.members) if isinstance(segmenter, AveragedPredictor) else 1
+
+
 def _probability(predictor, image: np.ndarray, options: PredictOptions) -> np.ndarray:
     if options.sliding_window:
         return predict_sliding_window(predictor, image, batch_size=4 * options.batch_size)
