@@ -80,6 +80,7 @@ from fetal_keras.evaluation.qc_figures import FAILURE_DICE, operating_point, roc
 from fetal_keras.figures.plots import save_figure
 from fetal_keras.figures.qc_plots import score_against_dice
 from fetal_keras.files import atomic_output, member_probability_path, output_paths
+from fetal_keras.models.pretrained import PAIR_FILE, read_pair_weights
 
 # Measurements not in the score, measured alone (larger = more likely failed).
 CANDIDATE_SIGNALS = {
@@ -134,8 +135,17 @@ def _member_maps(probability_path: Path) -> list[np.ndarray]:
     return maps
 
 
-def score_case(system: str, row, folder: Path) -> dict:
-    """One (system, stack) row: metrics against the truth, the QC score and every measurement."""
+def segmenter_weights(system: dict) -> list[float] | None:
+    """The weights a system's pair folder gives its averaged segmenters (None: equal, or not a pair folder)."""
+    model = _resolve(system["model"])
+    if model is None or model.startswith("pretrained") or not (Path(model) / PAIR_FILE).is_file():
+        return None
+    return read_pair_weights(model).get("segmenter")
+
+
+def score_case(system: str, row, folder: Path, weights: list[float] | None = None) -> dict:
+    """One (system, stack) row: metrics against the truth, the QC score and every measurement (``weights``: the
+    averaged segmenters' weights, None for equal)."""
     stack = read_stack(row.image)
     paths = output_paths(folder, row.iFIND_id)
     head_path = folder / f"{row.iFIND_id}_head.nii.gz"
@@ -156,6 +166,7 @@ def score_case(system: str, row, folder: Path) -> dict:
         case["head"],
         flagged,
         member_probabilities=_member_maps(paths["prob"]),
+        member_weights=weights,
     )
     metrics = mask_metrics(case["mask"], read_brain_mask(row.segmentation), case["spacing"])
     values = qc.values | {name: measure(case) for name, measure in CANDIDATE_SIGNALS.items()}
@@ -210,7 +221,8 @@ def main() -> None:
         if not args.rescore:
             print(f"{system['name']}: masking {len(stacks)} stacks", flush=True)
             mask_cohort(system, stacks, folder)
-        rows += [score_case(system["name"], row, folder) for row in stacks.itertuples()]
+        weights = segmenter_weights(system)
+        rows += [score_case(system["name"], row, folder, weights) for row in stacks.itertuples()]
     table = pd.DataFrame(rows)
     held_out = table["iFIND_id"].str.contains(re.compile(args.held_out))
     table["part"] = np.where(held_out, "held-out", "development")

@@ -10,6 +10,7 @@ from conftest import OBLIQUE, ThresholdPredictor, synthetic_pair, write_volume
 from fetal_keras.cli.main import main
 from fetal_keras.data.io import read_stack
 from fetal_keras.data.preprocess import PreprocessConfig
+from fetal_keras.deploy import predict
 from fetal_keras.deploy.inference import AveragedPredictor
 from fetal_keras.deploy.loading import SavedModelPredictor, load_predictor, newest_saved_model
 from fetal_keras.deploy.predict import (
@@ -21,6 +22,7 @@ from fetal_keras.deploy.predict import (
     stack_member_probabilities,
     stack_probability,
 )
+from fetal_keras.deploy.stack_qc import stack_qc
 from fetal_keras.models.networks import build_model
 from fetal_keras.models.pretrained import sha256_of_folder
 from fetal_keras.training.export import export_saved_model
@@ -90,13 +92,21 @@ def test_an_averaged_predictor_gives_each_model_s_own_probability_whose_mean_is_
     assert not list((tmp_path / "single").glob("*member*")), "a single model writes no member maps"
 
 
-def test_a_weighted_mean_of_models_weighs_their_own_probabilities():
+def test_a_weighted_mean_of_models_weighs_their_own_probabilities(tmp_path, monkeypatch):
     image = np.random.default_rng(2).normal(size=(4, 24, 40)).astype(np.float32)
     weighted = AveragedPredictor((ThresholdPredictor(), LeftBiasedPredictor()), weights=(1.0, 3.0))
     assert weighted.weights == (0.25, 0.75)
     members, _ = stack_member_probabilities(weighted, image, PredictOptions())
     probability, _ = stack_probability(weighted, image, PredictOptions())
     np.testing.assert_allclose(probability, 0.25 * members[0] + 0.75 * members[1], atol=1e-6)
+    # The stack's QC weighs the models' own maps as the mean does.
+    seen = []
+    monkeypatch.setattr(predict, "stack_qc", lambda *args, **kwargs: seen.append(kwargs) or stack_qc(*args, **kwargs))
+    stack = write_volume(tmp_path / "s.nii.gz", image, (1.0, 1.0, 4.0), (0.0, 0.0, 0.0), OBLIQUE)
+    predict.predict_many(
+        weighted, [("s", str(stack))], tmp_path, PredictOptions(), PreprocessConfig(min_shape=(3, 8, 8))
+    )
+    assert seen[0]["member_weights"] == (0.25, 0.75) and len(seen[0]["member_probabilities"]) == 2
     with pytest.raises(ValueError, match="one weight >= 0 per model"):
         AveragedPredictor((ThresholdPredictor(), LeftBiasedPredictor()), weights=(1.0,))
 

@@ -131,3 +131,21 @@ def test_two_sure_models_that_differ_at_the_edge_are_not_read_as_one_unsure_mode
     as_members = stack_qc(mask, spacing, mean, None, mask, member_probabilities=members)
     assert as_members.values["low_confidence"] < as_one.values["low_confidence"], (as_members.values, as_one.values)
     assert as_members.reasons == () and not as_members.flag, as_members.values
+
+
+def test_the_models_of_a_weighted_mean_count_in_the_member_measures_as_in_its_probability(good):
+    """A weighted mean (``--fine-tuned-weight 0.25``): the model that has three quarters of the say is sure, the
+    other is not. Equal weights would read the mask as half unsure; weighted, it is mostly the sure model's."""
+    brain, spacing, _ = good
+    sure, unsure = np.where(brain, 0.99, 0.01), np.where(brain, 0.6, 0.01)
+    mask = brain > 0
+    equal = stack_qc(mask, spacing, (sure + unsure) / 2, None, mask, member_probabilities=(unsure, sure))
+    members = {"member_probabilities": (unsure, sure)}
+    weighted = stack_qc(mask, spacing, 0.25 * unsure + 0.75 * sure, None, mask, **members, member_weights=(0.25, 0.75))
+    assert equal.values["low_confidence"] == pytest.approx(0.5)
+    assert weighted.values["low_confidence"] == pytest.approx(0.25)
+    # The weighted spread: sqrt(0.25 * 0.75) * 0.39 against 0.5 * 0.39 for equal weights.
+    assert weighted.values["member_disagreement"] == pytest.approx(np.sqrt(0.25 * 0.75) * 0.39)
+    assert equal.values["member_disagreement"] == pytest.approx(0.5 * 0.39)
+    scaled = stack_qc(mask, spacing, None, None, mask, **members, member_weights=(1.0, 3.0))
+    assert scaled.values["low_confidence"] == weighted.values["low_confidence"], "weights need not sum to 1"

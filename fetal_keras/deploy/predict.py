@@ -244,7 +244,17 @@ def predict_stack(
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     flagged = flagged_slices(mask, spread, options)
-    qc = stack_qc(mask, source.spacing_mm, probability, spread, focus, flagged, member_probabilities=members)
+    weights = predictor.weights if isinstance(predictor, AveragedPredictor) else None
+    qc = stack_qc(
+        mask,
+        source.spacing_mm,
+        probability,
+        spread,
+        focus,
+        flagged,
+        member_probabilities=members,
+        member_weights=weights,
+    )
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
     write_mask(grow_mask(mask, source.spacing_mm, options.margin_mm), source, paths["mask"])
     written = {"mask": str(paths["mask"]), "probability": "", "uncertainty": ""}

@@ -119,6 +119,7 @@ def stack_qc(
     flagged_slices: list[int] | tuple[int, ...] = (),
     settings: QcSettings | None = None,
     member_probabilities: Sequence[np.ndarray] = (),
+    member_weights: Sequence[float] | None = None,
 ) -> StackQc:
     """QC of a predicted ``[z, y, x]`` brain mask on its stack's grid (voxel sizes ``spacing_mm`` in x, y, z order).
 
@@ -133,6 +134,8 @@ def stack_qc(
         member_probabilities: where ``probability`` is the mean of several models' (an averaged predictor), each
             model's own on the same grid: ``low_confidence`` is then their own, averaged, and ``member_disagreement``
             their spread.
+        member_weights: the models' weights in that mean (None: equal), so that each model counts in both measures as
+            much as in the probability.
 
     Returns:
         The stack's QC; deterministic for the same inputs.
@@ -158,8 +161,12 @@ def stack_qc(
         "concave_outline": 1.0 - in_plane_solidity(mask, spacing_mm),
     }
     if len(member_probabilities) > 1:
-        values["low_confidence"] = float(np.mean([(member[mask] < 0.8).mean() for member in member_probabilities]))
-        values["member_disagreement"] = float(np.std([member[mask] for member in member_probabilities], axis=0).mean())
+        inside = np.stack([member[mask] for member in member_probabilities])
+        weights = np.ones(len(inside)) if member_weights is None else np.asarray(member_weights, float)
+        weights = weights / weights.sum()
+        values["low_confidence"] = float(weights @ (inside < 0.8).mean(axis=1))
+        mean = weights @ inside
+        values["member_disagreement"] = float(np.sqrt(weights @ (inside - mean) ** 2).mean())
     elif probability is not None:
         values["low_confidence"] = float((probability[mask] < 0.8).mean())
     if spread is not None:
