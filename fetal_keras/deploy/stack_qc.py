@@ -52,8 +52,9 @@ def _default_signals() -> dict[str, Signal]:
         # Where the prediction is a mean of models (``--average-with-packaged``), each model's own share, averaged:
         # two sure models that differ at the edge are not one unsure model (their mean read up to 0.29 on good
         # masks; their difference is the next signal). Limits set on bench_qc_real's development half and bench_qc's
-        # development cohort together (docs/qc.md, "Averaged pairs measured model by model").
-        "low_confidence": Signal(0.2, 0.4),
+        # development cohort together: the widest margin above the flag for their hardest failed mask with at most
+        # one good mask in twenty flagged on each (docs/qc.md, "A margin for the hardest failure").
+        "low_confidence": Signal(0.19, 0.3),
         # Mean over the mask of the averaged models' standard deviation (averaged predictors only): good masks of
         # real stacks reach 0.11; no failure of the development set showed it, so its limits are not measured.
         "member_disagreement": Signal(0.12, 0.3),
