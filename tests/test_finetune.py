@@ -69,13 +69,14 @@ def test_folders_that_hold_no_keras_weights_are_refused_with_the_reason(tmp_path
         resolve_initial_weights(tmp_path / "missing.keras", "whole")
 
 
-def test_a_pair_file_without_both_roles_is_refused_by_training_and_deploy_alike(tmp_path):
+def test_a_pair_file_without_both_roles_or_cut_short_is_refused_by_training_and_deploy_alike(tmp_path):
     from fetal_keras.deploy.loading import load_predictor
 
-    (tmp_path / "pair.json").write_text(json.dumps({"segmenter": "seg.keras"}))
-    for load in (lambda: resolve_initial_weights(tmp_path, "segmenter"), lambda: load_predictor(tmp_path)):
-        with pytest.raises(ValueError, match="must name a 'localiser' and a 'segmenter'"):
-            load()
+    for content in (json.dumps({"segmenter": "seg.keras"}), '{"localiser": "loc.keras", "segm'):
+        (tmp_path / "pair.json").write_text(content)
+        for load in (lambda: resolve_initial_weights(tmp_path, "segmenter"), lambda: load_predictor(tmp_path)):
+            with pytest.raises(ValueError, match="pair.json must name a 'localiser' and a 'segmenter'"):
+                load()
 
 
 def test_cli_flags_override_what_the_starting_model_gives(tmp_path):

@@ -25,8 +25,7 @@ from fetal_keras.models.pretrained import (
     SAVED_MODEL_INFO,
     is_pair,
     packaged_name,
-    read_pair_file,
-    read_pair_weights,
+    read_pair,
     sha256_of,
     sha256_of_folder,
     verified_pair,
@@ -206,7 +205,7 @@ def load_predictor(spec: str | Path = PRETRAINED_SPEC):
         description = f"{name} (sha256 localiser {checksums['localiser']}, segmenter {checksums['segmenter']})"
         return dataclasses.replace(predictor, description=description), preprocess, description
     if (Path(spec) / PAIR_FILE).is_file():
-        models = read_pair_file(spec)
-        return load_pair(models["localiser"], models["segmenter"], read_pair_weights(spec))
+        models, weights = read_pair(spec)
+        return load_pair(models["localiser"], models["segmenter"], weights)
     predictor, preprocess, description, _ = load_single(spec)
     return predictor, preprocess, description

@@ -63,40 +63,40 @@ def _check_weights(weights: dict, models: dict[str, list]) -> None:
             raise ValueError(f"the weights of {role} must be numbers >= 0, not all 0, got {values}")
 
 
-def read_pair_file(folder: str | Path) -> dict[str, list[Path]]:
-    """Each role's models named by ``folder/pair.json`` (:func:`write_pair_file`), as paths: one per role, or
-    several whose predictions are averaged.
+def read_pair(folder: str | Path) -> tuple[dict[str, list[Path]], dict[str, list[float]]]:
+    """``folder/pair.json`` (:func:`write_pair_file`), read once: each role's models as paths (one per role, or
+    several whose predictions are averaged) and the weights of the roles that give any (absent: equal weights).
 
     Raises:
-        ValueError: if the file is not JSON naming one or more models for each of ``PAIR_ROLES``.
+        ValueError: naming the file, if it is not JSON naming one or more models for each of ``PAIR_ROLES``, or its
+            weights do not match the roles' models.
     """
     pair_file = Path(folder) / PAIR_FILE
     try:
-        models = json.loads(pair_file.read_text())
-        entries = {role: models[role] if isinstance(models[role], list) else [models[role]] for role in PAIR_ROLES}
+        content = json.loads(pair_file.read_text())
+        entries = {role: content[role] if isinstance(content[role], list) else [content[role]] for role in PAIR_ROLES}
         if not all(entries.values()) or not all(isinstance(path, str) for paths in entries.values() for path in paths):
             raise ValueError("each role names a model path or a non-empty list of them")
-        return {role: [pair_file.parent / path for path in paths] for role, paths in entries.items()}
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{pair_file} must name a 'localiser' and a 'segmenter': {error}") from None
-
-
-def read_pair_weights(folder: str | Path) -> dict[str, list[float]]:
-    """The weights ``folder/pair.json`` gives the averaged models of its roles (:func:`write_pair_file`); roles
-    without any are absent (equal weights).
-
-    Raises:
-        ValueError: if the weights do not match the roles' models.
-    """
-    pair_file = Path(folder) / PAIR_FILE
-    weights = json.loads(pair_file.read_text()).get("weights", {})
+    weights = content.get("weights", {})
     try:
         if not isinstance(weights, dict):
             raise ValueError(f"weights must map roles to lists of numbers, got {weights!r}")
-        _check_weights(weights, read_pair_file(folder))
+        _check_weights(weights, entries)
     except ValueError as error:
         raise ValueError(f"{pair_file}: {error}") from None
-    return weights
+    return {role: [pair_file.parent / path for path in paths] for role, paths in entries.items()}, weights
+
+
+def read_pair_file(folder: str | Path) -> dict[str, list[Path]]:
+    """Each role's models named by ``folder/pair.json`` (:func:`read_pair`)."""
+    return read_pair(folder)[0]
+
+
+def read_pair_weights(folder: str | Path) -> dict[str, list[float]]:
+    """The weights ``folder/pair.json`` gives the averaged models of its roles (:func:`read_pair`)."""
+    return read_pair(folder)[1]
 
 
 def packaged_name(spec: str) -> str | None:
