@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, help_text in (
         ("--fill-slice-holes", "post-processing also fills each slice's holes, as predict takes it"),
         ("--stack-batch-norm", "batch-norm statistics re-estimated on each stack, as predict takes it"),
+        ("--pad-cut-margin", "a pair's crop border replicated where the head is near the image's edge, as predict"),
     ):
         parser.add_argument(
             flag,
@@ -84,12 +85,14 @@ def main() -> None:
             localiser_slab_step=args.localiser_slab_step,
             fill_slice_holes=args.fill_slice_holes,
             stack_batch_norm=args.stack_batch_norm,
+            pad_cut_margin=args.pad_cut_margin,
         ),
         brain_labels,
     )
     print(
         f"model: {description}; TTA: {args.tta}; localiser slab step {args.localiser_slab_step}; slice holes filled: "
-        f"{args.fill_slice_holes}; stack batch norm: {args.stack_batch_norm}; cohort: {args.csv}"
+        f"{args.fill_slice_holes}; stack batch norm: {args.stack_batch_norm}; cut margin padded: "
+        f"{args.pad_cut_margin}; cohort: {args.csv}"
     )
     print(f"{'stack':<24}{'Dice':>8}{'HD95 mm':>10}{'pred ml':>10}{'true ml':>10}{'seconds':>9}{'QC':>6}  reasons")
     for row in table.itertuples():
@@ -100,7 +103,11 @@ def main() -> None:
             f"{row.qc_reasons if isinstance(row.qc_reasons, str) else ''}" + (f"  ERROR {problem}" if problem else "")
         )
     summary = {"model": description, "tta": args.tta, "localiser_slab_step": args.localiser_slab_step}
-    summary |= {"fill_slice_holes": args.fill_slice_holes, "stack_batch_norm": args.stack_batch_norm}
+    summary |= {
+        "fill_slice_holes": args.fill_slice_holes,
+        "stack_batch_norm": args.stack_batch_norm,
+        "pad_cut_margin": args.pad_cut_margin,
+    }
     summary |= summarise(table) | {"qc_flagged": [row.iFIND_id for row in table.itertuples() if row.qc_flag is True]}
     print(f"mean Dice {summary['mean_dice']}, min {summary['min_dice']}, median HD95 {summary['median_hd95_mm']} mm")
     print(json.dumps(summary))

@@ -28,5 +28,9 @@ CHECK_PURPOSES = ("train", "predict")
 # is most of a pair's deploy time (docs/sim_to_real.md, row 23).
 DEFAULT_LOCALISER_SLAB_STEP = 3
 # Deploy steps that are on or off by default (``PredictOptions``; predict --[no-]fill-slice-holes,
-# --[no-]stack-batch-norm), each set by its measured effect on real stacks (docs/sim_to_real.md).
-DEPLOY_DEFAULTS = {"fill_slice_holes": False, "stack_batch_norm": False}
+# --[no-]stack-batch-norm, --[no-]pad-cut-margin), each set by its measured effect on real stacks
+# (docs/sim_to_real.md). The last changes no real stack here (none has its head at the image's edge) and lifts
+# simulated cut heads from Dice 0.44 to 0.87, but the QC score flags every such stack (``fov_border_in_plane``,
+# set when those masks failed), so its good masks would count as false alarms: off until the two are set together
+# (docs/qc.md, "Heads at the image's edge").
+DEPLOY_DEFAULTS = {"fill_slice_holes": False, "stack_batch_norm": False, "pad_cut_margin": False}

@@ -111,6 +111,13 @@ def add_parser(subparsers) -> None:
         "adaptation; Keras models only, not SavedModels) (default: %(default)s)",
     )
     parser.add_argument(
+        "--pad-cut-margin",
+        action=argparse.BooleanOptionalAction,
+        default=DEPLOY_DEFAULTS["pad_cut_margin"],
+        help="for a localiser + segmenter pair, replicate the segmenter crop's border outward where the head lies "
+        "closer to the image's edge than the crop's margin (a field of view that cuts the head) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="also write qc_report.html beside predictions.csv: one self-contained page of every stack's slices "
@@ -170,6 +177,7 @@ def _options(args: argparse.Namespace):
         margin_mm=args.margin_mm,
         fill_slice_holes=args.fill_slice_holes,
         stack_batch_norm=args.stack_batch_norm,
+        pad_cut_margin=args.pad_cut_margin,
     )
 
 

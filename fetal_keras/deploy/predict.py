@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
 from fetal_keras.data.io import StackGeometry, StackReadError, mask_image, read_geometry, write_like, write_mask
 from fetal_keras.data.preprocess import PreprocessConfig, prepare_stack
+from fetal_keras.deploy.cut_margin import pad_sides, sides_without_margin
 from fetal_keras.deploy.inference import AveragedPredictor, predict_brain_probability, predict_sliding_window
 from fetal_keras.deploy.localise import LocalisedSegmenter, head_component, keep_component_at_focus
 from fetal_keras.deploy.stack_batch_norm import stack_statistics
@@ -76,6 +77,8 @@ class PredictOptions:
         fill_slice_holes: post-processing also fills every slice's holes, not only those closed in 3D.
         stack_batch_norm: each model normalises with the batch-norm statistics of the stack it masks
             (``fetal_keras.deploy.stack_batch_norm``; Keras models only).
+        pad_cut_margin: for a pair, replicate the segmenter crop's border outward on the sides where the head lies
+            closer to the image's edge than the crop's margin (``fetal_keras.deploy.cut_margin``).
     """
 
     tta: bool = False
@@ -92,6 +95,7 @@ class PredictOptions:
     margin_mm: float = 0.0
     fill_slice_holes: bool = DEPLOY_DEFAULTS["fill_slice_holes"]
     stack_batch_norm: bool = DEPLOY_DEFAULTS["stack_batch_norm"]
+    pad_cut_margin: bool = DEPLOY_DEFAULTS["pad_cut_margin"]
 
     def __post_init__(self):
         if not 0.0 <= self.margin_mm <= MAX_MARGIN_MM:
@@ -230,8 +234,15 @@ def predict_stack(
         focus = locate_head(predictor, stack_id, path, options)
         predictor = predictor.segmenter
     prepared = prepare_stack(stack_id, path, None, preprocess, focus if focus is not None and focus.any() else None)
-    members, spread = stack_member_probabilities(predictor, prepared.unpadded_image, options)
     source = read_geometry(path)
+    image, region = prepared.unpadded_image, None
+    if options.pad_cut_margin and focus is not None and preprocess.crop_margin_mm is not None:
+        sides = sides_without_margin(focus, source.spacing_mm[::-1], preprocess.crop_margin_mm)
+        if any(low or high for low, high in sides):
+            image, region = pad_sides(image, sides)
+    members, spread = stack_member_probabilities(predictor, image, options)
+    if region is not None:
+        members, spread = [member[region] for member in members], None if spread is None else spread[region]
     members = [_to_source_grid(member, prepared.geometry, source, is_label=False) for member in members]
     probability = _mean(predictor, members)
     mask = (probability >= 0.5).astype(np.uint8)
