@@ -97,26 +97,25 @@ def add_parser(subparsers) -> None:
         help="grow every mask by M mm in physical space (0-50; thick slices grow by fewer voxels), as "
         "slice-to-volume reconstruction tools ask for; brain_volume_ml stays the brain's (default: %(default)s)",
     )
-    parser.add_argument(
-        "--fill-slice-holes",
-        action=argparse.BooleanOptionalAction,
-        default=DEPLOY_DEFAULTS["fill_slice_holes"],
-        help="post-processing also fills each slice's holes, not only those closed in 3D (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--stack-batch-norm",
-        action=argparse.BooleanOptionalAction,
-        default=DEPLOY_DEFAULTS["stack_batch_norm"],
-        help="re-estimate every batch normalisation's statistics on the stack being masked (a test-time "
-        "adaptation; Keras models only, not SavedModels) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--pad-cut-margin",
-        action=argparse.BooleanOptionalAction,
-        default=DEPLOY_DEFAULTS["pad_cut_margin"],
-        help="for a localiser + segmenter pair, replicate the segmenter crop's border outward where the head lies "
-        "closer to the image's edge than the crop's margin (a field of view that cuts the head) (default: %(default)s)",
-    )
+    for flag, help_text in (
+        ("--fill-slice-holes", "post-processing also fills each slice's holes, not only those closed in 3D"),
+        (
+            "--stack-batch-norm",
+            "re-estimate every batch normalisation's statistics on the stack being masked (a test-time adaptation; "
+            "Keras models only, not SavedModels)",
+        ),
+        (
+            "--pad-cut-margin",
+            "for a localiser + segmenter pair, replicate the segmenter crop's border outward where the head lies "
+            "closer to the image's edge than the crop's margin (a field of view that cuts the head)",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=DEPLOY_DEFAULTS[flag.removeprefix("--").replace("-", "_")],
+            help=f"{help_text} (default: %(default)s)",
+        )
     parser.add_argument(
         "--report",
         action="store_true",
