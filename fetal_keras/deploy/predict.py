@@ -1,7 +1,8 @@
 """Deploy: segment whole stacks, write masks with the stack's exact header, and per-stack QC in ``predictions.csv``.
 
 For each stack: preprocess as in training, fully convolutional whole-slice inference (``fetal_keras.deploy.inference``)
-(with a localiser + segmenter pair, ``fetal_keras.deploy.localise``: the segmenter's crop around the localiser's head),
+(with a localiser + segmenter pair, ``fetal_keras.deploy.localise``: the segmenter's crop around the localiser's head,
+its border optionally replicated where the head is at the image's edge, ``fetal_keras.deploy.cut_margin``),
 optional test-time augmentation (in-plane flips, optionally transposes; probabilities averaged, their standard
 deviation across the variants written as ``<id>_uncertainty.nii.gz``), optional post-processing (largest 3D
 connected component, then hole filling, with SimpleITK), and per-slice QC flags: slices whose mask area jumps
