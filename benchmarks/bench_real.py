@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP, DEPLOY_DEFAULTS
+from fetal_keras.choices import DEFAULT_LOCALISER_SLAB_STEP
+from fetal_keras.cli.predict_command import add_deploy_switches
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_labelled" / "cohort.csv"
 
@@ -41,17 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LOCALISER_SLAB_STEP,
         help="a pair's localiser on every slice (1) or tiling slabs (3), as predict takes it (default: %(default)s)",
     )
-    for flag, help_text in (
-        ("--fill-slice-holes", "post-processing also fills each slice's holes, as predict takes it"),
-        ("--stack-batch-norm", "batch-norm statistics re-estimated on each stack, as predict takes it"),
-        ("--pad-cut-margin", "a pair's crop border replicated where the head is near the image's edge, as predict"),
-    ):
-        parser.add_argument(
-            flag,
-            action=argparse.BooleanOptionalAction,
-            default=DEPLOY_DEFAULTS[flag[2:].replace("-", "_")],
-            help=f"{help_text} (default: %(default)s)",
-        )
+    add_deploy_switches(parser)
     return parser
 
 

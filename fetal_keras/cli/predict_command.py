@@ -97,6 +97,20 @@ def add_parser(subparsers) -> None:
         help="grow every mask by M mm in physical space (0-50; thick slices grow by fewer voxels), as "
         "slice-to-volume reconstruction tools ask for; brain_volume_ml stays the brain's (default: %(default)s)",
     )
+    add_deploy_switches(parser)
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write qc_report.html beside predictions.csv: one self-contained page of every stack's slices "
+        "and mask outline, flagged masks first",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def add_deploy_switches(parser: argparse.ArgumentParser) -> None:
+    """The deploy steps that are on or off by default (``DEPLOY_DEFAULTS``) as ``--[no-]<step>`` options (also
+    ``benchmarks/bench_real.py``'s, so that it takes them as predict does)."""
     for flag, help_text in (
         ("--fill-slice-holes", "post-processing also fills each slice's holes, not only those closed in 3D"),
         (
@@ -116,14 +130,6 @@ def add_parser(subparsers) -> None:
             default=DEPLOY_DEFAULTS[flag.removeprefix("--").replace("-", "_")],
             help=f"{help_text} (default: %(default)s)",
         )
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="also write qc_report.html beside predictions.csv: one self-contained page of every stack's slices "
-        "and mask outline, flagged masks first",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

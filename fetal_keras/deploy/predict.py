@@ -155,10 +155,14 @@ def stack_probability(predictor, image: np.ndarray, options: PredictOptions) -> 
     return _mean(predictor, members), spread
 
 
+def _member_weights(predictor) -> tuple[float, ...] | None:
+    """The weights an averaged predictor gives its models' maps (None: equal, or a single model)."""
+    return predictor.weights if isinstance(predictor, AveragedPredictor) else None
+
+
 def _mean(predictor, members: list[np.ndarray]) -> np.ndarray:
     """The predictor's probability from its models' own: their mean, weighted as the predictor weighs them."""
-    weights = predictor.weights if isinstance(predictor, AveragedPredictor) else None
-    return np.average(members, axis=0, weights=weights).astype(np.float32)
+    return np.average(members, axis=0, weights=_member_weights(predictor)).astype(np.float32)
 
 
 def grow_mask(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
@@ -256,7 +260,6 @@ def predict_stack(
     if spread is not None:
         spread = _to_source_grid(spread, prepared.geometry, source, is_label=False)
     flagged = flagged_slices(mask, spread, options)
-    weights = predictor.weights if isinstance(predictor, AveragedPredictor) else None
     qc = stack_qc(
         mask,
         source.spacing_mm,
@@ -265,7 +268,7 @@ def predict_stack(
         focus,
         flagged,
         member_probabilities=members,
-        member_weights=weights,
+        member_weights=_member_weights(predictor),
     )
     paths["mask"].parent.mkdir(parents=True, exist_ok=True)
     write_mask(grow_mask(mask, source.spacing_mm, options.margin_mm), source, paths["mask"])
